@@ -1,0 +1,1 @@
+//! Theory calculators: QHM on quadratics, plan invariants, PAC-Bayes proxy, ASGD.

@@ -1,0 +1,1 @@
+//! Training with burn: data loading, models and the staged trainer.
