@@ -1,0 +1,244 @@
+//! `stagewise bench`: speed measurements, each beside a baseline measured in the same run.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use rayon::prelude::*;
+use stagewise_core::optim::{
+    Adam, AdamHyper, Optimizer, Qhm, QhmHyper, Sgd, SgdHyper, WeightDecay,
+};
+use std::time::Instant;
+
+/// Arguments of `stagewise bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// One optimizer step on P f32 parameters, in ns/param, beside memory-bandwidth baselines
+    /// (copy and triad over the same buffers) measured in the same run.
+    Optim(OptimBenchArgs),
+}
+
+/// Options of `stagewise bench optim`.
+#[derive(Args, Debug)]
+struct OptimBenchArgs {
+    /// Parameter counts, comma-separated; `k` and `M` suffixes allowed.
+    #[arg(long, default_value = "1M,10M,50M", value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Worker threads (rayon pool size).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed repetitions per measurement (after 2 warm-up runs); the median is reported.
+    #[arg(long, default_value_t = 15)]
+    reps: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `stagewise bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Optim(a) => bench_optim(a),
+    }
+}
+
+/// Parses `1M`, `10M`, `500k` or a plain integer.
+fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let s = s.trim();
+    let (digits, mult) = match s.chars().last() {
+        Some('M' | 'm') => (&s[..s.len() - 1], 1_000_000),
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        _ => (s, 1),
+    };
+    let n: usize = digits
+        .parse()
+        .with_context(|| format!("--sizes: '{s}' is not a count like 1M, 500k or 1000"))?;
+    if n == 0 {
+        bail!("--sizes: '{s}' must be at least 1");
+    }
+    Ok(n * mult)
+}
+
+/// Median wall time in seconds of `reps` runs of `f`, after two warm-up runs.
+fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// One row of the optimizer benchmark.
+struct Row {
+    size: usize,
+    name: &'static str,
+    bytes_per_param: usize,
+    seconds: f64,
+}
+
+impl Row {
+    fn ns_per_param(&self) -> f64 {
+        self.seconds * 1e9 / self.size as f64
+    }
+    fn gb_per_s(&self) -> f64 {
+        (self.bytes_per_param * self.size) as f64 / self.seconds / 1e9
+    }
+}
+
+const CHUNK: usize = 1 << 15;
+
+fn bench_optim(args: OptimBenchArgs) -> anyhow::Result<()> {
+    if args.threads == 0 || args.reps == 0 {
+        bail!("--threads and --reps must be at least 1");
+    }
+    let sizes: Vec<usize> = args
+        .sizes
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<anyhow::Result<_>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("building the thread pool")?;
+    let mut rows = Vec::new();
+    pool.install(|| -> anyhow::Result<()> {
+        for &n in &sizes {
+            rows.extend(bench_one_size(n, args.reps)?);
+        }
+        Ok(())
+    })?;
+    if args.json {
+        for r in &rows {
+            println!(
+                "{}",
+                serde_json::json!({"params": r.size, "kernel": r.name, "ns_per_param": r.ns_per_param(),
+                    "gb_per_s": r.gb_per_s(), "bytes_per_param": r.bytes_per_param, "threads": args.threads})
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "f32, {} threads, median of {} runs; ratio = ns/param ÷ triad's at the same size",
+        args.threads, args.reps
+    );
+    println!(
+        "{:>10}  {:<22} {:>9} {:>8} {:>9} {:>7}",
+        "params", "kernel", "ns/param", "GB/s", "B/param", "ratio"
+    );
+    for &n in &sizes {
+        let size_rows: Vec<&Row> = rows.iter().filter(|r| r.size == n).collect();
+        let triad = size_rows
+            .iter()
+            .find(|r| r.name == "triad (baseline)")
+            .map(|r| r.ns_per_param())
+            .unwrap_or(f64::NAN);
+        for r in size_rows {
+            println!(
+                "{:>10}  {:<22} {:>9.3} {:>8.1} {:>9} {:>7.2}",
+                r.size,
+                r.name,
+                r.ns_per_param(),
+                r.gb_per_s(),
+                r.bytes_per_param,
+                r.ns_per_param() / triad
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench_one_size(n: usize, reps: usize) -> anyhow::Result<Vec<Row>> {
+    let mut params: Vec<f32> = (0..n).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3).collect();
+    let grads: Vec<f32> = (0..n).map(|i| ((i % 777) as f32 - 388.0) * 1e-3).collect();
+    let mut scratch: Vec<f32> = vec![0.5; n];
+    let mut rows = Vec::new();
+    let mut push = |name, bytes_per_param, seconds| {
+        rows.push(Row {
+            size: n,
+            name,
+            bytes_per_param,
+            seconds,
+        })
+    };
+
+    // Baselines over the same buffers: copy (read 4 B, write 4 B) and triad (read 8, write 4).
+    let t = median_seconds(reps, || {
+        scratch
+            .par_chunks_mut(CHUNK)
+            .zip(grads.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+    });
+    push("copy (baseline)", 8, t);
+    let t = median_seconds(reps, || {
+        params
+            .par_chunks_mut(CHUNK)
+            .zip(grads.par_chunks(CHUNK))
+            .zip(scratch.par_chunks(CHUNK))
+            .for_each(|((a, b), c)| {
+                for ((a, &b), &c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + 0.5 * c;
+                }
+            });
+    });
+    push("triad (baseline)", 12, t);
+
+    let qhm = QhmHyper {
+        lr: 1e-3,
+        beta: 0.9,
+        nu: 0.7,
+        weight_decay: 0.0,
+        weight_decay_type: WeightDecay::Grad,
+    };
+    let mut opt = Qhm::<f32>::try_new(n, qhm)?;
+    let t = median_seconds(reps, || opt.step_unchecked(&mut params, &grads));
+    push("qhm (fused kernel)", 20, t);
+    let t = median_seconds(reps, || opt.step(&mut params, &grads).expect("finite"));
+    push("qhm (+finite check)", 24, t);
+    let mut opt = Qhm::<f32>::try_new(
+        n,
+        QhmHyper {
+            weight_decay: 1e-4,
+            ..qhm
+        },
+    )?;
+    let t = median_seconds(reps, || opt.step_unchecked(&mut params, &grads));
+    push("qhm + weight decay", 20, t);
+    let mut opt = Sgd::<f32>::try_new(
+        n,
+        SgdHyper {
+            lr: 1e-3,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    )?;
+    let t = median_seconds(reps, || opt.step_unchecked(&mut params, &grads));
+    push("sgd momentum (torch)", 20, t);
+    let mut opt = Adam::<f32>::try_new(n, AdamHyper::default())?;
+    let t = median_seconds(reps, || opt.step_unchecked(&mut params, &grads));
+    push("adam", 28, t);
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_suffixes_and_refuse_garbage() {
+        assert_eq!(parse_size("1M").unwrap(), 1_000_000);
+        assert_eq!(parse_size("500k").unwrap(), 500_000);
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand; each holds its clap arguments and a `run` function.
+
+pub mod bench;
+pub mod optim;
+pub mod plan;

@@ -1,0 +1,50 @@
+//! `stagewise`: multistage QHM training, plans, theory and asynchronous SGD from the command line.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Stage-wise scheduled quasi-hyperbolic momentum: plans, optimizer traces, training and
+/// benchmarks.
+#[derive(Parser, Debug)]
+#[command(name = "stagewise", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `stagewise=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "STAGEWISE_LOG")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show, check and build multistage plans.
+    Plan(commands::plan::PlanArgs),
+    /// Optimizer tools: replay an optimizer on a gradient sequence.
+    Optim(commands::optim::OptimArgs),
+    /// Benchmarks (speed is measured here, never asserted in tests).
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Optim(args) => commands::optim::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Recipes: plans built from a handful of parameters (α0, β0, ν, b0, epochs, stages n, drop r).
+//!
+//! The multistage recipes `step` and `stagewise` share one stage-length structure so they are
+//! directly comparable: stage `i` (0-based) lasts about `E·rⁱ / (1 + r + … + rⁿ⁻¹)` epochs, so
+//! that α·T stays constant when α is divided by r at each drop (theory.md §2, condition 1). The
+//! lengths are rounded to integers that sum exactly to `E` by the largest-remainder method, each
+//! at least 1 epoch. With r = 2, n = 4 and E = 75 this gives PC's 5, 10, 20, 40.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::PlanError;
+use super::onecycle::OneCycleShape;
+use super::plan::{Plan, Stage};
+use super::stage_schedule::StageSchedule;
+
+/// The named recipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// Constant-and-drop: α divided by r at each stage; β, ν, b fixed.
+    Step,
+    /// The paper's joint rule: at each drop α/r, b/r, β/(1−β)·r, stage length ·r; ν fixed.
+    Stagewise,
+    /// One stage, cosine annealing of α over the whole run (no restarts).
+    Cosine,
+    /// One stage, one-cycle α and momentum over the whole run (PyTorch defaults, peak α0).
+    Onecycle,
+    /// One stage of constant hyperparameters.
+    Constant,
+}
+
+impl Recipe {
+    /// Every recipe, in documentation order.
+    pub const ALL: [Recipe; 5] = [
+        Recipe::Step,
+        Recipe::Stagewise,
+        Recipe::Cosine,
+        Recipe::Onecycle,
+        Recipe::Constant,
+    ];
+
+    /// The recipe's name as accepted by [`FromStr`] and serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Step => "step",
+            Recipe::Stagewise => "stagewise",
+            Recipe::Cosine => "cosine",
+            Recipe::Onecycle => "onecycle",
+            Recipe::Constant => "constant",
+        }
+    }
+
+    /// Builds the plan for `params` (see [`RecipeParams::build`]).
+    pub fn build(self, params: &RecipeParams) -> Result<Plan, PlanError> {
+        params.build(self)
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Recipe {
+    type Err = PlanError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Recipe::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| PlanError::UnknownRecipe(s.to_string()))
+    }
+}
+
+/// Parameters of the recipes.
+///
+/// Defaults: `lr = 0.1`, `momentum = 0.9`, `nu = 0.7` (qhoptim's rule of thumb),
+/// `batch = 128`, `epochs = 30`, `stages = 4`, `drop = 2`.
+///
+/// ```
+/// use stagewise_core::schedule::{Recipe, RecipeParams};
+/// let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap();
+/// let b: Vec<u64> = plan.stages.iter().map(|s| s.batch_size).collect();
+/// let e: Vec<u64> = plan.stages.iter().map(|s| s.epochs.unwrap()).collect();
+/// assert_eq!(b, [128, 64, 32, 16]);
+/// assert_eq!(e, [2, 4, 8, 16]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecipeParams {
+    /// Initial learning rate α0 (normalized QHM), `> 0`.
+    pub lr: f64,
+    /// Initial momentum β0, `0 <= β0 < 1`.
+    pub momentum: f64,
+    /// Immediate discount ν, `0 <= ν <= 1`, fixed across stages.
+    pub nu: f64,
+    /// Initial batch size b0, `>= 1`.
+    pub batch: u64,
+    /// Total number of epochs E, `>= stages`.
+    pub epochs: u64,
+    /// Number of stages n (for `step` and `stagewise`), `>= 1`.
+    pub stages: usize,
+    /// Drop factor r (for `step` and `stagewise`), finite and `>= 1`.
+    pub drop: f64,
+}
+
+impl Default for RecipeParams {
+    fn default() -> Self {
+        Self {
+            lr: 0.1,
+            momentum: 0.9,
+            nu: 0.7,
+            batch: 128,
+            epochs: 30,
+            stages: 4,
+            drop: 2.0,
+        }
+    }
+}
+
+/// Splits `total` into `weights.len()` integers `>= 1` proportional to `weights`, summing to
+/// `total` exactly (largest-remainder rounding). Needs `total >= weights.len()`.
+fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
+    let sum: f64 = weights.iter().sum();
+    let ideal: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
+    let mut out: Vec<u64> = ideal.iter().map(|x| (x.floor() as u64).max(1)).collect();
+    // Remainder of each stage: how much it is still owed (negative: over-allocated).
+    let owed = |out: &[u64], i: usize| ideal[i] - out[i] as f64;
+    let mut assigned: u64 = out.iter().sum();
+    while assigned < total {
+        let i = (0..out.len())
+            .max_by(|&a, &b| owed(&out, a).total_cmp(&owed(&out, b)).then(b.cmp(&a)))
+            .unwrap_or(0);
+        out[i] += 1;
+        assigned += 1;
+    }
+    while assigned > total {
+        let Some(i) = (0..out.len())
+            .filter(|&i| out[i] > 1)
+            .min_by(|&a, &b| owed(&out, a).total_cmp(&owed(&out, b)).then(b.cmp(&a)))
+        else {
+            break;
+        };
+        out[i] -= 1;
+        assigned -= 1;
+    }
+    out
+}
+
+impl RecipeParams {
+    fn check(&self) -> Result<(), PlanError> {
+        let bad = |param: &str, value: String, allowed: &str| {
+            Err(PlanError::RecipeParam {
+                param: param.into(),
+                value,
+                allowed: allowed.into(),
+            })
+        };
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", self.lr.to_string(), "finite lr > 0");
+        }
+        if !(self.momentum >= 0.0 && self.momentum < 1.0) {
+            return bad("momentum", self.momentum.to_string(), "0 <= momentum < 1");
+        }
+        if !(0.0..=1.0).contains(&self.nu) {
+            return bad("nu", self.nu.to_string(), "0 <= nu <= 1");
+        }
+        if self.batch == 0 {
+            return bad("batch", "0".into(), "batch >= 1");
+        }
+        if self.stages == 0 {
+            return bad("stages", "0".into(), "stages >= 1");
+        }
+        if self.epochs < self.stages as u64 {
+            return bad(
+                "epochs",
+                self.epochs.to_string(),
+                &format!("epochs >= stages ({})", self.stages),
+            );
+        }
+        if !(self.drop.is_finite() && self.drop >= 1.0) {
+            return bad("drop", self.drop.to_string(), "finite drop >= 1");
+        }
+        Ok(())
+    }
+
+    /// Stage lengths in epochs shared by `step` and `stagewise`: proportional to
+    /// `1, r, r², …, rⁿ⁻¹`, each `>= 1`, summing exactly to `epochs`.
+    pub fn stage_epochs(&self) -> Result<Vec<u64>, PlanError> {
+        self.check()?;
+        let weights: Vec<f64> = (0..self.stages).map(|i| self.drop.powi(i as i32)).collect();
+        Ok(apportion(self.epochs, &weights))
+    }
+
+    /// Builds the plan of `recipe`; the result is validated.
+    ///
+    /// - `step`: stage i has α0/rⁱ; β0, ν, b0 unchanged.
+    /// - `stagewise`: stage i has α0/rⁱ, `b_i = round(b0/rⁱ)` (error if it falls below 1),
+    ///   `β_i = rⁱc/(rⁱc + 1)` with `c = β0/(1−β0)`, ν unchanged. This keeps α/b (up to the
+    ///   rounding of b) and α·ν·β/(1−β) invariant, and α·T constant up to the rounding of T.
+    /// - `cosine`: one stage of E epochs, α annealed to 0 by a cosine over the stage.
+    /// - `onecycle`: one stage of E epochs, one-cycle with peak α0 and PyTorch's defaults
+    ///   (the cycled momentum 0.95→0.85→0.95 replaces β0 during the stage).
+    /// - `constant`: one stage of E epochs with (α0, β0, ν, b0).
+    ///
+    /// # Errors
+    /// [`PlanError::RecipeParam`] for an invalid parameter, [`PlanError::BatchTooSmall`] when
+    /// the stagewise batch size rounds below 1.
+    pub fn build(&self, recipe: Recipe) -> Result<Plan, PlanError> {
+        self.check()?;
+        let (a0, b0, nu) = (self.lr, self.momentum, self.nu);
+        let single = |schedule: Option<StageSchedule>| {
+            let mut s = Stage::for_epochs(self.epochs, a0, b0, nu, self.batch);
+            s.schedule = schedule;
+            vec![s]
+        };
+        let stages = match recipe {
+            Recipe::Constant => single(None),
+            Recipe::Cosine => single(Some(StageSchedule::Cosine { min_factor: 0.0 })),
+            Recipe::Onecycle => single(Some(StageSchedule::OneCycle(OneCycleShape::default()))),
+            Recipe::Step => self
+                .stage_epochs()?
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Stage::for_epochs(e, a0 / self.drop.powi(i as i32), b0, nu, self.batch)
+                })
+                .collect(),
+            Recipe::Stagewise => {
+                let c = b0 / (1.0 - b0);
+                let mut stages = Vec::with_capacity(self.stages);
+                for (i, e) in self.stage_epochs()?.into_iter().enumerate() {
+                    let ri = self.drop.powi(i as i32);
+                    let batch = (self.batch as f64 / ri).round() as u64;
+                    if batch < 1 {
+                        return Err(PlanError::BatchTooSmall {
+                            stage: i + 1,
+                            batch0: self.batch,
+                            drop: self.drop,
+                            power: i,
+                            batch,
+                        });
+                    }
+                    let beta = ri * c / (ri * c + 1.0);
+                    stages.push(Stage::for_epochs(e, a0 / ri, beta, nu, batch));
+                }
+                stages
+            }
+        };
+        let mut plan = Plan::new(stages);
+        plan.name = Some(recipe.name().to_string());
+        plan.description = Some(format!(
+            "recipe {recipe}: lr {a0}, momentum {b0}, nu {nu}, batch {}, {} epochs{}",
+            self.batch,
+            self.epochs,
+            match recipe {
+                Recipe::Step | Recipe::Stagewise =>
+                    format!(", {} stages, drop {}", self.stages, self.drop),
+                _ => String::new(),
+            }
+        ));
+        plan.validate()?;
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportion_sums_and_respects_minimum() {
+        assert_eq!(apportion(75, &[1.0, 2.0, 4.0, 8.0]), [5, 10, 20, 40]);
+        assert_eq!(apportion(4, &[1.0, 2.0, 4.0, 8.0]), [1, 1, 1, 1]);
+        assert_eq!(apportion(10, &[1.0, 1.0, 1.0]), [4, 3, 3]);
+        for total in 5..200u64 {
+            let v = apportion(total, &[1.0, 3.0, 9.0, 27.0, 81.0]);
+            assert_eq!(v.iter().sum::<u64>(), total);
+            assert!(v.iter().all(|&x| x >= 1));
+            assert!(v.windows(2).all(|w| w[0] <= w[1]), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for r in Recipe::ALL {
+            assert_eq!(r.name().parse::<Recipe>().unwrap(), r);
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.name())
+            );
+        }
+        let e = "cosine2".parse::<Recipe>().unwrap_err().to_string();
+        assert!(e.contains("cosine2") && e.contains("stagewise"));
+    }
+
+    #[test]
+    fn params_are_checked() {
+        let p = RecipeParams {
+            drop: 0.5,
+            ..Default::default()
+        };
+        assert!(p
+            .build(Recipe::Step)
+            .unwrap_err()
+            .to_string()
+            .contains("'drop'"));
+        let p = RecipeParams {
+            epochs: 3,
+            ..Default::default()
+        };
+        assert!(p
+            .build(Recipe::Step)
+            .unwrap_err()
+            .to_string()
+            .contains("'epochs'"));
+    }
+}
