@@ -140,34 +140,21 @@ fn batch_below_one_is_refused() {
         epochs: 40,
         ..Default::default()
     };
-    // 8/16 = 0.5 rounds to 1 (kept); 8/32 would be 0.25 but there are only 5 stages.
-    assert_eq!(p.build(Recipe::Stagewise).unwrap().stages[4].batch_size, 1);
-    let p = RecipeParams {
-        batch: 8,
-        stages: 6,
-        drop: 2.0,
-        epochs: 100,
-        ..Default::default()
-    };
+    // 8/2^4 = 0.5 would round to 1 and silently halve α/b: refused at stage 5.
     let e = p.build(Recipe::Stagewise).unwrap_err();
     assert!(
-        matches!(
-            e,
-            PlanError::BatchTooSmall {
-                stage: 6,
-                batch: 0,
-                ..
-            }
-        ),
+        matches!(e, PlanError::BatchTooSmall { stage: 5, .. }),
         "{e}"
     );
     assert!(
         e.to_string()
-            .starts_with("stage 6: batch size round(8 / 2^5) = 0 is below 1"),
+            .starts_with("stage 5: batch size 8 / 2^4 = 0.5 is below 1"),
         "{e}"
     );
     // The step recipe does not touch b, so it is fine.
     assert!(p.build(Recipe::Step).is_ok());
+    let p = RecipeParams { stages: 4, ..p };
+    assert_eq!(p.build(Recipe::Stagewise).unwrap().stages[3].batch_size, 1);
 }
 
 #[test]

@@ -87,7 +87,7 @@ pub enum PlanError {
     },
     /// The stagewise recipe would need a batch size below 1 at some stage.
     #[error(
-        "stage {stage}: batch size round({batch0} / {drop}^{power}) = {batch} is below 1; \
+        "stage {stage}: batch size {batch0} / {drop}^{power} = {batch} is below 1; \
          use a larger batch, a smaller drop factor or fewer stages"
     )]
     BatchTooSmall {
@@ -99,8 +99,8 @@ pub enum PlanError {
         drop: f64,
         /// Exponent i (0-based stage index).
         power: usize,
-        /// The rounded batch size.
-        batch: u64,
+        /// The unrounded batch size b0/rⁱ.
+        batch: f64,
     },
     /// An unknown recipe name.
     #[error("unknown recipe '{0}'; allowed: step, stagewise, cosine, onecycle, constant")]

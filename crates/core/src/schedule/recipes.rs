@@ -198,7 +198,7 @@ impl RecipeParams {
     /// Builds the plan of `recipe`; the result is validated.
     ///
     /// - `step`: stage i has α0/rⁱ; β0, ν, b0 unchanged.
-    /// - `stagewise`: stage i has α0/rⁱ, `b_i = round(b0/rⁱ)` (error if it falls below 1),
+    /// - `stagewise`: stage i has α0/rⁱ, `b_i = round(b0/rⁱ)` (error if b0/rⁱ falls below 1),
     ///   `β_i = rⁱc/(rⁱc + 1)` with `c = β0/(1−β0)`, ν unchanged. This keeps α/b (up to the
     ///   rounding of b) and α·ν·β/(1−β) invariant, and α·T constant up to the rounding of T.
     /// - `cosine`: one stage of E epochs, α annealed to 0 by a cosine over the stage.
@@ -234,14 +234,16 @@ impl RecipeParams {
                 let mut stages = Vec::with_capacity(self.stages);
                 for (i, e) in self.stage_epochs()?.into_iter().enumerate() {
                     let ri = self.drop.powi(i as i32);
-                    let batch = (self.batch as f64 / ri).round() as u64;
-                    if batch < 1 {
+                    // Refuse before rounding: b0/rⁱ < 1 would silently break the α/b invariant.
+                    let exact = self.batch as f64 / ri;
+                    let batch = exact.round() as u64;
+                    if exact < 1.0 {
                         return Err(PlanError::BatchTooSmall {
                             stage: i + 1,
                             batch0: self.batch,
                             drop: self.drop,
                             power: i,
-                            batch,
+                            batch: exact,
                         });
                     }
                     let beta = ri * c / (ri * c + 1.0);
