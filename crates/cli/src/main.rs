@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model on Fashion-MNIST (or synthetic data) with a multistage plan.
+    Train(commands::train::TrainArgs),
     /// Show, check and build multistage plans.
     Plan(commands::plan::PlanArgs),
     /// Optimizer tools: replay an optimizer on a gradient sequence.
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Train(args) => commands::train::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Optim(args) => commands::optim::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -1,0 +1,400 @@
+//! Throughput benchmark (`stagewise bench ps`): pushes/s and bytes/s with pre-filled
+//! gradients, in-process and over gRPC on loopback, and mean staleness as workers are added.
+//!
+//! Every worker loops pull → push with a fixed gradient for `seconds`; the server runs plain
+//! ASGD with QHM (one fused pass over parameters, gradient and momentum buffer per push).
+//! Bytes count the gradient pushed; `wire` also counts the parameters pulled. A raw TCP
+//! loopback transfer is measured alongside as the reference for the gRPC numbers.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PolicyConfig, ScheduleConfig, ServeConfig, ServerConfig, WorkerConfig};
+use crate::error::PsError;
+use crate::gradient::BatchStats;
+use crate::server::{ParamServer, PullRequest, Push};
+use crate::shard::ShardRange;
+use crate::synthetic::FixedGradient;
+use crate::transport::grpc::BlockingGrpcClient;
+use crate::worker::PsClient;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Model sizes P.
+    pub params: Vec<usize>,
+    /// Worker counts W for the throughput table.
+    pub workers: Vec<usize>,
+    /// Seconds per measurement.
+    pub seconds: f64,
+    /// Measure in-process.
+    pub in_process: bool,
+    /// Measure over gRPC on 127.0.0.1.
+    pub grpc: bool,
+    /// Bytes per gRPC chunk.
+    pub chunk_bytes: usize,
+    /// Worker counts for the staleness sweep (empty: skip it).
+    pub staleness_workers: Vec<usize>,
+    /// Model size for the staleness sweep.
+    pub staleness_params: usize,
+    /// Simulated compute time per gradient in the staleness sweep, µs (a sleep).
+    pub staleness_compute_us: u64,
+    /// Bytes for the raw TCP loopback reference (0: skip).
+    pub tcp_bytes: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            params: vec![1_000_000, 10_000_000],
+            workers: vec![1, 2, 4],
+            seconds: 3.0,
+            in_process: true,
+            grpc: true,
+            chunk_bytes: crate::config::DEFAULT_CHUNK_BYTES,
+            staleness_workers: vec![1, 2, 4, 8, 16],
+            staleness_params: 100_000,
+            staleness_compute_us: 1_000,
+            tcp_bytes: 2 << 30,
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRow {
+    /// `in-process` or `grpc`.
+    pub mode: String,
+    /// P.
+    pub params: usize,
+    /// W.
+    pub workers: usize,
+    /// Pushes applied.
+    pub pushes: u64,
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Pushes per second.
+    pub pushes_per_s: f64,
+    /// Gradient bytes pushed per second.
+    pub push_bytes_per_s: f64,
+    /// Gradient plus parameter bytes moved per second.
+    pub wire_bytes_per_s: f64,
+    /// Mean staleness.
+    pub mean_staleness: f64,
+}
+
+/// All measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Throughput table.
+    pub rows: Vec<BenchRow>,
+    /// Staleness sweep (in-process, simulated compute).
+    pub staleness: Vec<BenchRow>,
+    /// Raw TCP loopback bandwidth, bytes/s.
+    pub tcp_loopback_bytes_per_s: Option<f64>,
+}
+
+fn server_config() -> ServerConfig {
+    ServerConfig {
+        policy: PolicyConfig::Asgd,
+        schedule: ScheduleConfig::Constant {
+            lr: 1e-6,
+            momentum: 0.9,
+            nu: 0.7,
+        },
+        log_every: 1_000_000,
+        ..ServerConfig::default()
+    }
+}
+
+fn row(mode: &str, p: usize, w: usize, pushes: u64, secs: f64, tau: f64) -> BenchRow {
+    let bytes = (p * 4) as f64;
+    BenchRow {
+        mode: mode.into(),
+        params: p,
+        workers: w,
+        pushes,
+        seconds: secs,
+        pushes_per_s: pushes as f64 / secs,
+        push_bytes_per_s: pushes as f64 * bytes / secs,
+        wire_bytes_per_s: 2.0 * pushes as f64 * bytes / secs,
+        mean_staleness: tau,
+    }
+}
+
+/// In-process: W threads pulling and pushing a fixed gradient for `seconds`.
+pub fn in_process(
+    p: usize,
+    w: usize,
+    seconds: f64,
+    compute: Duration,
+) -> Result<BenchRow, PsError> {
+    let server = Arc::new(ParamServer::new(
+        &server_config(),
+        p,
+        ShardRange::whole(p),
+        vec![0.0; p],
+    )?);
+    let grad = FixedGradient::new(p, 1);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for id in 0..w {
+            let (server, grad, stop) = (&server, &grad, &stop);
+            s.spawn(move || {
+                let mut params = vec![0.0f32; p];
+                while !stop.load(Ordering::Relaxed) {
+                    let req = PullRequest {
+                        worker_id: id as u32,
+                        ..Default::default()
+                    };
+                    let Ok(info) = server.pull_into(req, &mut params) else {
+                        break;
+                    };
+                    if !compute.is_zero() {
+                        std::thread::sleep(compute);
+                    }
+                    let push = Push {
+                        worker_id: id as u32,
+                        pulled_version: info.version,
+                        grads: grad.values(),
+                        stats: BatchStats::default(),
+                    };
+                    if server.push(push).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let s = server.summary();
+    Ok(row(
+        "in-process",
+        p,
+        w,
+        server.version(),
+        secs,
+        s.mean_staleness,
+    ))
+}
+
+/// Over gRPC on 127.0.0.1: a server in this process, W worker threads with their own
+/// connections.
+pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<BenchRow, PsError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PsError::Transport(e.to_string()))?;
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".into(),
+        server: server_config(),
+        num_params: p,
+        max_chunk_bytes: chunk_bytes,
+        max_message_bytes: (chunk_bytes + 64 * 1024).max(crate::config::DEFAULT_MAX_MESSAGE_BYTES),
+        exit_after_finish_ms: None,
+        ..ServeConfig::default()
+    };
+    let max_message = config.max_message_bytes;
+    let handle = rt.block_on(crate::transport::grpc::start(config, None, None))?;
+    let url = format!("http://{}", handle.local_addr());
+    let grad = FixedGradient::new(p, 1);
+    let stop = AtomicBool::new(false);
+    let mut start = Instant::now();
+    let results: Vec<Result<(), PsError>> = std::thread::scope(|s| {
+        let mut clients = Vec::new();
+        for id in 0..w {
+            let wc = WorkerConfig {
+                servers: vec![url.clone()],
+                worker_id: id as u32,
+                max_chunk_bytes: chunk_bytes,
+                max_message_bytes: max_message,
+                ..WorkerConfig::default()
+            };
+            clients.push(BlockingGrpcClient::connect(&wc));
+        }
+        start = Instant::now();
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|c| {
+                let (grad, stop) = (&grad, &stop);
+                s.spawn(move || -> Result<(), PsError> {
+                    let mut c = c?;
+                    let mut params = vec![0.0f32; p];
+                    while !stop.load(Ordering::Relaxed) {
+                        let pulled = c.pull(&[0], &mut params)?;
+                        c.push(&pulled.versions, grad.values(), BatchStats::default())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(PsError::Transport("worker panicked".into())))
+            })
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let server = Arc::clone(handle.server());
+    let summary = rt.block_on(handle.shutdown())?;
+    Ok(row(
+        "grpc",
+        p,
+        w,
+        server.version(),
+        secs,
+        summary.mean_staleness,
+    ))
+}
+
+/// Raw TCP over 127.0.0.1: one sender, one receiver, `bytes` in 1 MiB writes; bytes/s.
+pub fn tcp_loopback(bytes: usize) -> Result<f64, PsError> {
+    let io = |e: std::io::Error| PsError::Transport(format!("tcp loopback: {e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        let buf = vec![7u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len());
+            s.write_all(&buf[..n])?;
+            left -= n;
+        }
+        Ok(())
+    });
+    let (mut conn, _) = listener.accept().map_err(io)?;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    while got < bytes {
+        let n = conn.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sender
+        .join()
+        .map_err(|_| PsError::Transport("tcp sender panicked".into()))?
+        .map_err(io)?;
+    Ok(got as f64 / secs)
+}
+
+/// Runs everything `config` asks for, logging each row as it comes.
+pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
+    let mut report = BenchReport {
+        rows: Vec::new(),
+        staleness: Vec::new(),
+        tcp_loopback_bytes_per_s: None,
+    };
+    if config.tcp_bytes > 0 {
+        report.tcp_loopback_bytes_per_s = Some(tcp_loopback(config.tcp_bytes)?);
+    }
+    for &p in &config.params {
+        for &w in &config.workers {
+            if config.in_process {
+                let r = in_process(p, w, config.seconds, Duration::ZERO)?;
+                tracing::info!(?r, "bench");
+                report.rows.push(r);
+            }
+            if config.grpc {
+                let r = grpc(p, w, config.seconds, config.chunk_bytes)?;
+                tracing::info!(?r, "bench");
+                report.rows.push(r);
+            }
+        }
+    }
+    for &w in &config.staleness_workers {
+        let r = in_process(
+            config.staleness_params,
+            w,
+            config.seconds,
+            Duration::from_micros(config.staleness_compute_us),
+        )?;
+        report.staleness.push(r);
+    }
+    Ok(report)
+}
+
+/// The report as a plain-text table.
+pub fn table(report: &BenchReport) -> String {
+    let gb = |x: f64| x / 1e9;
+    let mut out = String::new();
+    if let Some(t) = report.tcp_loopback_bytes_per_s {
+        out.push_str(&format!("raw TCP loopback: {:.2} GB/s\n\n", gb(t)));
+    }
+    out.push_str("mode        P           W  pushes/s   push GB/s  wire GB/s  % of TCP  mean τ\n");
+    for r in &report.rows {
+        let pct = report
+            .tcp_loopback_bytes_per_s
+            .filter(|_| r.mode == "grpc")
+            .map(|t| format!("{:>7.0}%", 100.0 * r.wire_bytes_per_s / t))
+            .unwrap_or_else(|| "       -".into());
+        out.push_str(&format!(
+            "{:<11} {:<11} {:<2} {:>9.1} {:>10.2} {:>10.2} {} {:>7.2}\n",
+            r.mode,
+            r.params,
+            r.workers,
+            r.pushes_per_s,
+            gb(r.push_bytes_per_s),
+            gb(r.wire_bytes_per_s),
+            pct,
+            r.mean_staleness
+        ));
+    }
+    if !report.staleness.is_empty() {
+        out.push_str("\nstaleness sweep (in-process, simulated compute per gradient)\n");
+        out.push_str("W   P         pushes/s  mean τ  (W−1 for round-robin workers)\n");
+        for r in &report.staleness {
+            out.push_str(&format!(
+                "{:<3} {:<9} {:>9.1} {:>7.2}  {}\n",
+                r.workers,
+                r.params,
+                r.pushes_per_s,
+                r.mean_staleness,
+                r.workers.saturating_sub(1)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bench_runs_and_counts() {
+        let config = BenchConfig {
+            params: vec![10_000],
+            workers: vec![2],
+            seconds: 0.2,
+            staleness_workers: vec![1, 3],
+            staleness_params: 1000,
+            staleness_compute_us: 500,
+            tcp_bytes: 8 << 20,
+            ..BenchConfig::default()
+        };
+        let r = run(&config).unwrap();
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.rows.iter().all(|x| x.pushes > 0), "{r:?}");
+        assert_eq!(r.staleness[0].mean_staleness, 0.0);
+        assert!(r.staleness[1].mean_staleness > 0.5, "{r:?}");
+        assert!(table(&r).contains("grpc"));
+    }
+}

@@ -1,0 +1,709 @@
+//! Configuration of servers, workers and runs: plain serde structs, validated with errors that
+//! name the field.
+//!
+//! Every struct has a [`Default`] and reads from JSON or TOML with missing fields defaulted.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use stagewise_core::optim::{
+    Adam, AdamHyper, Optimizer, Qhm, QhmHyper, Scheduled, Sgd, SgdHyper, WeightDecay,
+};
+use stagewise_core::schedule::Plan;
+
+use crate::error::ConfigError;
+use crate::schedule::{HyperSchedule, PlanSchedule};
+
+/// What the server does with a stale gradient (theory.md §4.3).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// Plain asynchronous SGD: every push is applied as it arrives with the scheduled α.
+    #[default]
+    Asgd,
+    /// Staleness-aware learning rate (Zhang et al.): α / max(1, τ).
+    StalenessAware,
+    /// Bounded staleness (SSP, Ho et al.).
+    Bounded {
+        /// Largest staleness `s` allowed.
+        max_staleness: u64,
+        /// What happens beyond it.
+        #[serde(default)]
+        on_stale: OnStale,
+    },
+    /// Delay-compensated ASGD (Zheng et al.): `g + λ·g⊙g⊙(w − w_pulled)`.
+    ///
+    /// The server keeps the last `snapshots` distinct pulled parameter versions
+    /// (memory: `snapshots × P × 4` bytes, plus `P × 4` for the adaptive mean square and
+    /// `P × 4` scratch). A push whose version has been evicted is applied uncompensated and
+    /// counted (`dc_missing_snapshot`). With `snapshots ≥ workers` no push misses in steady
+    /// state, which is the memory of the paper's one backup per worker.
+    DcAsgd {
+        /// λ (or λ₀ when adaptive), ≥ 0.
+        lambda: f64,
+        /// Adaptive λ_t = λ₀ / √(MS_t + ε) with MS_t = m·MS_{t−1} + (1−m)·g²; `None` for a
+        /// constant λ.
+        #[serde(default)]
+        adaptive_momentum: Option<f64>,
+        /// Number of parameter snapshots kept (≥ 1).
+        #[serde(default = "default_snapshots")]
+        snapshots: usize,
+    },
+    /// Synchronous baseline: wait for `workers` gradients computed on the same version, average
+    /// them and apply once. A round still incomplete when a waiting pull times out is applied
+    /// with the gradients present (so a dead worker cannot stop training).
+    Sync {
+        /// Gradients per round, M ≥ 1.
+        workers: usize,
+    },
+}
+
+fn default_snapshots() -> usize {
+    16
+}
+
+impl PolicyConfig {
+    /// Short name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Asgd => "asgd",
+            Self::StalenessAware => "staleness_aware",
+            Self::Bounded { .. } => "bounded",
+            Self::DcAsgd { .. } => "dc_asgd",
+            Self::Sync { .. } => "sync",
+        }
+    }
+
+    /// Checks the fields, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Self::DcAsgd {
+                lambda,
+                adaptive_momentum,
+                snapshots,
+            } => {
+                if !(lambda.is_finite() && *lambda >= 0.0) {
+                    return Err(ConfigError::new(
+                        "policy.lambda",
+                        format!("{lambda} is not a finite number >= 0"),
+                    ));
+                }
+                if let Some(m) = adaptive_momentum {
+                    if !(*m >= 0.0 && *m < 1.0) {
+                        return Err(ConfigError::new(
+                            "policy.adaptive_momentum",
+                            format!("{m} is outside 0 <= m < 1"),
+                        ));
+                    }
+                }
+                if *snapshots == 0 {
+                    return Err(ConfigError::new("policy.snapshots", "must be >= 1"));
+                }
+            }
+            Self::Sync { workers } if *workers == 0 => {
+                return Err(ConfigError::new("policy.workers", "must be >= 1"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The waiting or refusing form of bounded staleness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStale {
+    /// A push with τ > s is dropped (outcome `RefusedStale`); the worker pulls again.
+    #[default]
+    Refuse,
+    /// SSP clocks: a worker that has pushed `c` times waits at its next pull until every
+    /// active worker has pushed at least `c − s` times. Pushes are always applied; τ is bounded
+    /// by the clock gap instead (about `(W − 1)(s + 1)` updates).
+    Wait,
+}
+
+/// Which core optimizer the server runs; α, β (momentum) and ν come from the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// QHM, normalized convention (qhoptim).
+    Qhm {
+        /// Weight decay ≥ 0.
+        #[serde(default)]
+        weight_decay: f64,
+        /// Coupled (`grad`) or decoupled (`direct`).
+        #[serde(default)]
+        weight_decay_type: WeightDecay,
+    },
+    /// PyTorch SGD (momentum from the schedule, no dampening, no Nesterov).
+    Sgd {
+        /// Coupled weight decay ≥ 0.
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam (β₁ from the schedule's momentum).
+    Adam {
+        /// β₂ in [0, 1).
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        /// ε > 0.
+        #[serde(default = "default_eps")]
+        eps: f64,
+    },
+}
+
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self::Qhm {
+            weight_decay: 0.0,
+            weight_decay_type: WeightDecay::Grad,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// Builds the optimizer for `len` parameters with the schedule's first values.
+    pub fn build(
+        &self,
+        len: usize,
+        first: Scheduled,
+    ) -> Result<Box<dyn Optimizer<f32>>, ConfigError> {
+        let err =
+            |e: stagewise_core::optim::OptimError| ConfigError::new("optimizer", e.to_string());
+        Ok(match *self {
+            Self::Qhm {
+                weight_decay,
+                weight_decay_type,
+            } => Box::new(
+                Qhm::<f32>::try_new(
+                    len,
+                    QhmHyper {
+                        lr: first.lr,
+                        beta: first.momentum,
+                        nu: first.nu,
+                        weight_decay,
+                        weight_decay_type,
+                    },
+                )
+                .map_err(err)?,
+            ),
+            Self::Sgd { weight_decay } => Box::new(
+                Sgd::<f32>::try_new(
+                    len,
+                    SgdHyper {
+                        lr: first.lr,
+                        momentum: first.momentum,
+                        dampening: 0.0,
+                        weight_decay,
+                        nesterov: false,
+                    },
+                )
+                .map_err(err)?,
+            ),
+            Self::Adam { beta2, eps } => Box::new(
+                Adam::<f32>::try_new(
+                    len,
+                    AdamHyper {
+                        lr: first.lr,
+                        beta1: first.momentum,
+                        beta2,
+                        eps,
+                        ..AdamHyper::default()
+                    },
+                )
+                .map_err(err)?,
+            ),
+        })
+    }
+}
+
+/// The server's (α, β, ν) as a function of its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    /// Constant values.
+    Constant {
+        /// Learning rate α.
+        lr: f64,
+        /// Momentum β.
+        #[serde(default)]
+        momentum: f64,
+        /// Immediate discount ν.
+        #[serde(default)]
+        nu: f64,
+    },
+    /// A core multistage plan, one step per applied update.
+    Plan {
+        /// The plan (as in a plan TOML file).
+        plan: Plan,
+        /// Examples per epoch, to lay out stages given in epochs.
+        n_train: u64,
+    },
+    /// A plan read from a TOML file.
+    PlanFile {
+        /// The plan file.
+        path: PathBuf,
+        /// Examples per epoch.
+        n_train: u64,
+    },
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self::Constant {
+            lr: 0.1,
+            momentum: 0.0,
+            nu: 0.0,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// Builds the schedule (reads the plan file if any).
+    pub fn build(&self) -> Result<Box<dyn HyperSchedule>, ConfigError> {
+        match self {
+            Self::Constant { lr, momentum, nu } => {
+                for (field, v) in [
+                    ("schedule.lr", lr),
+                    ("schedule.momentum", momentum),
+                    ("schedule.nu", nu),
+                ] {
+                    if !v.is_finite() || *v < 0.0 {
+                        return Err(ConfigError::new(
+                            field,
+                            format!("{v} is not a finite number >= 0"),
+                        ));
+                    }
+                }
+                Ok(Box::new(Scheduled {
+                    lr: *lr,
+                    momentum: *momentum,
+                    nu: *nu,
+                }))
+            }
+            Self::Plan { plan, n_train } => Ok(Box::new(PlanSchedule::new(plan, *n_train)?)),
+            Self::PlanFile { path, n_train } => {
+                let plan = Plan::load(path)
+                    .map_err(|e| ConfigError::new("schedule.path", e.to_string()))?;
+                Ok(Box::new(PlanSchedule::new(&plan, *n_train)?))
+            }
+        }
+    }
+}
+
+/// How the server's parameters start (when not resumed and not given explicitly).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ParamInit {
+    /// All zeros.
+    #[default]
+    Zeros,
+    /// Uniform in [−scale, scale], seeded.
+    Uniform {
+        /// Half-width.
+        scale: f32,
+        /// RNG seed.
+        seed: u64,
+    },
+}
+
+impl ParamInit {
+    /// The `len` initial values (the whole model; shards take their range).
+    pub fn values(&self, len: usize) -> Vec<f32> {
+        match *self {
+            Self::Zeros => vec![0.0; len],
+            Self::Uniform { scale, seed } => {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                (0..len).map(|_| rng.gen_range(-scale..=scale)).collect()
+            }
+        }
+    }
+}
+
+/// Periodic, atomic checkpoints of parameters, optimizer state and version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The checkpoint file (written as `<path>.tmp`, then renamed).
+    pub path: PathBuf,
+    /// Write every this many updates (`None`: not by count).
+    #[serde(default)]
+    pub every_updates: Option<u64>,
+    /// Write when this many seconds have passed since the last one (`None`: not by time).
+    #[serde(default)]
+    pub every_secs: Option<f64>,
+    /// Start from the checkpoint at `path` when it exists.
+    #[serde(default)]
+    pub resume: bool,
+}
+
+/// Everything the server core needs, independent of the transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Model id that pushes and pulls must name.
+    pub model_id: String,
+    /// Staleness policy.
+    pub policy: PolicyConfig,
+    /// Optimizer.
+    pub optimizer: OptimizerConfig,
+    /// (α, β, ν) by version.
+    pub schedule: ScheduleConfig,
+    /// Stop after this many applied updates (`None`: the schedule's length if it ends,
+    /// otherwise never).
+    pub max_updates: Option<u64>,
+    /// Longest a pull may wait for a version (synchronous rounds, SSP waits), ms.
+    pub wait_timeout_ms: u64,
+    /// A worker not heard from for this long no longer holds back SSP waits, ms.
+    pub worker_timeout_ms: u64,
+    /// One metrics row every this many updates.
+    pub log_every: u64,
+    /// Evaluate with the server's evaluator every this many updates (`None`: only at the end).
+    pub eval_every: Option<u64>,
+    /// Periodic checkpoints.
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            model_id: "model".into(),
+            policy: PolicyConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            max_updates: None,
+            wait_timeout_ms: 30_000,
+            worker_timeout_ms: 10_000,
+            log_every: 100,
+            eval_every: None,
+            checkpoint: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the fields, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.model_id.is_empty() {
+            return Err(ConfigError::new("model_id", "must not be empty"));
+        }
+        self.policy.validate()?;
+        if self.log_every == 0 {
+            return Err(ConfigError::new("log_every", "must be >= 1"));
+        }
+        if self.wait_timeout_ms == 0 {
+            return Err(ConfigError::new("wait_timeout_ms", "must be >= 1"));
+        }
+        if self.eval_every == Some(0) {
+            return Err(ConfigError::new("eval_every", "must be >= 1 when given"));
+        }
+        if let Some(c) = &self.checkpoint {
+            if c.every_updates == Some(0) {
+                return Err(ConfigError::new(
+                    "checkpoint.every_updates",
+                    "must be >= 1 when given",
+                ));
+            }
+            if let Some(s) = c.every_secs {
+                if !(s.is_finite() && s > 0.0) {
+                    return Err(ConfigError::new(
+                        "checkpoint.every_secs",
+                        "must be a finite number > 0",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An in-process asynchronous run (`stagewise asgd`): a server and one thread per gradient
+/// source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsgdConfig {
+    /// The server.
+    pub server: ServerConfig,
+    /// Initial parameters when none are given explicitly.
+    pub init: ParamInit,
+    /// Stop every worker after this many seconds (`None`: only by update count).
+    pub max_seconds: Option<f64>,
+    /// Where to write `train.csv`, `eval.csv` and `summary.json` (`None`: not written).
+    pub metrics_dir: Option<PathBuf>,
+}
+
+impl Default for AsgdConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                max_updates: Some(1000),
+                ..ServerConfig::default()
+            },
+            init: ParamInit::default(),
+            max_seconds: None,
+            metrics_dir: None,
+        }
+    }
+}
+
+impl AsgdConfig {
+    /// Checks the fields; a run needs a stop condition.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        if let Some(s) = self.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ConfigError::new(
+                    "max_seconds",
+                    "must be a finite number > 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shared secret workers present (`authorization: Bearer <token>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Read the token from this file (surrounding whitespace is trimmed).
+    pub token_file: Option<PathBuf>,
+    /// Or from this environment variable (e.g. `STAGEWISE_PS_TOKEN`).
+    pub token_env: Option<String>,
+}
+
+/// TLS for a server: PEM certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// TLS for a worker: the CA to trust and the name to expect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM certificate of the CA (or the server's self-signed certificate).
+    pub ca_cert: PathBuf,
+    /// Server name to verify (defaults to the URL's host).
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// Default chunk size on the wire: 1 MiB of floats per message.
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+/// Default largest message a server or worker decodes: 4 MiB (tonic's default), enough for a
+/// chunk of up to 4 MiB minus framing.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// A gRPC parameter server process holding one shard (`stagewise ps serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on, e.g. `127.0.0.1:50051` (port 0: any free port).
+    pub listen: String,
+    /// The server core.
+    pub server: ServerConfig,
+    /// Parameters of the whole model (all shards).
+    pub num_params: usize,
+    /// Initial values of the whole model when not resumed and none are given.
+    pub init: ParamInit,
+    /// This server's shard index, `0 <= shard_index < num_shards`.
+    pub shard_index: u32,
+    /// Number of shards the parameters are split into by index range.
+    pub num_shards: u32,
+    /// Shared secret required from workers (none configured: anyone may connect).
+    pub auth: AuthConfig,
+    /// Serve over TLS.
+    pub tls: Option<ServerTlsConfig>,
+    /// Bytes of floats per pulled chunk (multiple of 4, at most `max_message_bytes − 1024`).
+    pub max_chunk_bytes: usize,
+    /// Largest message accepted, bytes (bigger pushed chunks are refused by tonic).
+    pub max_message_bytes: usize,
+    /// After the update budget is reached, keep answering for this long (so workers learn it),
+    /// then stop, ms. `None`: serve until shut down.
+    pub exit_after_finish_ms: Option<u64>,
+    /// Where to write metrics when the server stops.
+    pub metrics_dir: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            server: ServerConfig::default(),
+            num_params: 0,
+            init: ParamInit::default(),
+            shard_index: 0,
+            num_shards: 1,
+            auth: AuthConfig::default(),
+            tls: None,
+            max_chunk_bytes: DEFAULT_CHUNK_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            exit_after_finish_ms: Some(2_000),
+            metrics_dir: None,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks the fields, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        if self.num_params == 0 {
+            return Err(ConfigError::new("num_params", "must be >= 1"));
+        }
+        if self.num_shards == 0 {
+            return Err(ConfigError::new("num_shards", "must be >= 1"));
+        }
+        if self.shard_index >= self.num_shards {
+            return Err(ConfigError::new(
+                "shard_index",
+                format!(
+                    "{} is not below num_shards = {}",
+                    self.shard_index, self.num_shards
+                ),
+            ));
+        }
+        if self.num_shards as usize > self.num_params {
+            return Err(ConfigError::new(
+                "num_shards",
+                "more shards than parameters",
+            ));
+        }
+        check_chunk(self.max_chunk_bytes, self.max_message_bytes)
+    }
+}
+
+fn check_chunk(chunk: usize, message: usize) -> Result<(), ConfigError> {
+    if chunk == 0 || !chunk.is_multiple_of(4) {
+        return Err(ConfigError::new(
+            "max_chunk_bytes",
+            "must be a positive multiple of 4",
+        ));
+    }
+    if message < 2048 || chunk > message - 1024 {
+        return Err(ConfigError::new(
+            "max_chunk_bytes",
+            format!("{chunk} does not fit max_message_bytes = {message} with 1 KiB for framing"),
+        ));
+    }
+    Ok(())
+}
+
+/// A worker process talking to every shard over gRPC (`stagewise ps worker`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// One URL per shard, any order (e.g. `http://127.0.0.1:50051`, `https://...` with TLS).
+    pub servers: Vec<String>,
+    /// This worker's id (for staleness metrics; a restarted worker may reuse it).
+    pub worker_id: u32,
+    /// Model id to present.
+    pub model_id: String,
+    /// Shared secret to present.
+    pub auth: AuthConfig,
+    /// TLS settings (for `https://` URLs).
+    pub tls: Option<ClientTlsConfig>,
+    /// Stop after this many pushes (`None`: until the server finishes).
+    pub max_pushes: Option<u64>,
+    /// Stop after this many seconds.
+    pub max_seconds: Option<f64>,
+    /// Bytes of floats per pushed chunk (multiple of 4).
+    pub max_chunk_bytes: usize,
+    /// Largest message accepted, bytes.
+    pub max_message_bytes: usize,
+    /// Keep retrying the first connection for this long, ms (servers may still be starting).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            servers: vec!["http://127.0.0.1:50051".into()],
+            worker_id: 0,
+            model_id: "model".into(),
+            auth: AuthConfig::default(),
+            tls: None,
+            max_pushes: None,
+            max_seconds: None,
+            max_chunk_bytes: DEFAULT_CHUNK_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the fields, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::new("servers", "give at least one server URL"));
+        }
+        if self.model_id.is_empty() {
+            return Err(ConfigError::new("model_id", "must not be empty"));
+        }
+        if let Some(s) = self.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ConfigError::new(
+                    "max_seconds",
+                    "must be a finite number > 0",
+                ));
+            }
+        }
+        check_chunk(self.max_chunk_bytes, self.max_message_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = ServeConfig {
+            num_params: 10,
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        c.shard_index = 3;
+        assert_eq!(c.validate().unwrap_err().field, "shard_index");
+        c.shard_index = 0;
+        c.server.policy = PolicyConfig::Sync { workers: 0 };
+        assert_eq!(c.validate().unwrap_err().field, "policy.workers");
+        c.server.policy = PolicyConfig::Asgd;
+        c.max_chunk_bytes = 7;
+        assert_eq!(c.validate().unwrap_err().field, "max_chunk_bytes");
+    }
+
+    #[test]
+    fn json_round_trip_with_defaults() {
+        let c: ServerConfig = serde_json::from_str(
+            r#"{"policy": {"kind": "bounded", "max_staleness": 3, "on_stale": "wait"},
+                "schedule": {"kind": "constant", "lr": 0.05, "momentum": 0.9, "nu": 0.7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy,
+            PolicyConfig::Bounded {
+                max_staleness: 3,
+                on_stale: OnStale::Wait
+            }
+        );
+        assert_eq!(c.model_id, "model");
+        let back: ServerConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(serde_json::from_str::<ServerConfig>(r#"{"polcy": {"kind": "asgd"}}"#).is_err());
+    }
+}

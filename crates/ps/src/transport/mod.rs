@@ -1,0 +1,5 @@
+//! How workers reach the server: threads in this process, or gRPC across processes.
+
+pub mod codec;
+pub mod grpc;
+pub mod in_process;

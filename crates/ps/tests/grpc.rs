@@ -1,0 +1,344 @@
+//! The gRPC transport on 127.0.0.1: training, shards, bad input, tokens, TLS.
+
+use stagewise_ps::auth::AddToken;
+use stagewise_ps::config::{
+    AuthConfig, ClientTlsConfig, PolicyConfig, ScheduleConfig, ServeConfig, ServerConfig,
+    ServerTlsConfig, WorkerConfig,
+};
+use stagewise_ps::proto::parameter_server_client::ParameterServerClient;
+use stagewise_ps::proto::{push_chunk, InfoRequest, PullRequest, PushChunk, PushHeader};
+use stagewise_ps::synthetic::{NoisyQuadratic, SoftmaxTask};
+use stagewise_ps::transport::codec::encode_f32s;
+use stagewise_ps::{run_worker, start_server};
+use tonic::Code;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn serve_config(num_params: usize, max_updates: u64) -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".into(),
+        num_params,
+        server: ServerConfig {
+            schedule: ScheduleConfig::Constant {
+                lr: 0.5,
+                momentum: 0.9,
+                nu: 0.7,
+            },
+            max_updates: Some(max_updates),
+            eval_every: Some(50),
+            ..ServerConfig::default()
+        },
+        exit_after_finish_ms: None,
+        ..ServeConfig::default()
+    }
+}
+
+fn worker_config(urls: Vec<String>, id: u32) -> WorkerConfig {
+    WorkerConfig {
+        servers: urls,
+        worker_id: id,
+        connect_timeout_ms: 5_000,
+        ..WorkerConfig::default()
+    }
+}
+
+#[test]
+fn workers_train_a_model_over_loopback() {
+    let rt = rt();
+    let task = SoftmaxTask::new(10, 4, 2000, 500, 3);
+    let mut cfg = serve_config(task.num_params(), 300);
+    cfg.max_chunk_bytes = 64; // many chunks per message even for this small model
+    let handle = rt
+        .block_on(start_server(cfg, None, Some(Box::new(task.evaluator()))))
+        .unwrap();
+    let url = format!("http://{}", handle.local_addr());
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let config = WorkerConfig {
+                max_chunk_bytes: 64,
+                max_seconds: Some(60.0),
+                ..worker_config(vec![url.clone()], i)
+            };
+            let source = task.worker(32, i as u64);
+            std::thread::spawn(move || run_worker(config, source))
+        })
+        .collect();
+    let reports: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.join().unwrap().unwrap())
+        .collect();
+    assert!(
+        reports.iter().all(|r| r.stopped == "server finished"),
+        "{reports:?}"
+    );
+    assert_eq!(reports.iter().map(|r| r.applied).sum::<u64>(), 300);
+    let summary = rt.block_on(handle.shutdown()).unwrap();
+    assert_eq!(summary.final_version, 300);
+    let acc = summary.last_eval.unwrap().stats.accuracy.unwrap();
+    assert!(acc > 0.75, "accuracy {acc}");
+}
+
+#[test]
+fn parameters_sharded_over_two_servers() {
+    let rt = rt();
+    let dim = 1001;
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let cfg = ServeConfig {
+                shard_index: i,
+                num_shards: 2,
+                ..serve_config(dim, 100)
+            };
+            rt.block_on(start_server(cfg, None, None)).unwrap()
+        })
+        .collect();
+    // Shards listed in reverse order: the client sorts them by range.
+    let urls: Vec<String> = handles
+        .iter()
+        .rev()
+        .map(|h| format!("http://{}", h.local_addr()))
+        .collect();
+    let problem = NoisyQuadratic::new(dim, 0.5, 2.0, 0.0, 9);
+    let first_loss = problem.loss(&vec![0.0; dim]);
+    let report = run_worker(worker_config(urls, 0), problem.clone()).unwrap();
+    assert_eq!(report.applied, 100);
+    assert!(report.last_loss.unwrap() < 0.01 * first_loss, "{report:?}");
+    assert_eq!(handles[0].server().shard().len, 501);
+    assert_eq!(handles[1].server().shard().start, 501);
+    for h in handles {
+        assert_eq!(rt.block_on(h.shutdown()).unwrap().final_version, 100);
+    }
+}
+
+type Stub = ParameterServerClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AddToken>,
+>;
+
+async fn stub(url: String, token: Option<&str>) -> Stub {
+    let ch = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ParameterServerClient::with_interceptor(ch, AddToken::new(token).unwrap())
+}
+
+fn header(model: &str, version: u64, len: u64) -> PushChunk {
+    PushChunk {
+        kind: Some(push_chunk::Kind::Header(PushHeader {
+            model_id: model.into(),
+            worker_id: 9,
+            pulled_version: version,
+            total_len: len,
+            loss: 0.0,
+            accuracy: f64::NAN,
+            batch_size: 1,
+        })),
+    }
+}
+
+fn data(xs: &[f32]) -> PushChunk {
+    PushChunk {
+        kind: Some(push_chunk::Kind::Data(encode_f32s(xs))),
+    }
+}
+
+#[test]
+fn bad_input_and_missing_token_get_clear_statuses() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, "let-me-in\n").unwrap();
+    let mut cfg = serve_config(4, 1000);
+    cfg.auth = AuthConfig {
+        token_file: Some(token_path.clone()),
+        token_env: None,
+    };
+    let handle = rt.block_on(start_server(cfg, None, None)).unwrap();
+    let url = format!("http://{}", handle.local_addr());
+    let server = handle.server().clone();
+    let before = server.snapshot();
+    rt.block_on(async {
+        let good = stub(url.clone(), Some("let-me-in")).await;
+        let push = |chunks: Vec<PushChunk>| {
+            let mut c = good.clone();
+            async move {
+                c.push(tokio_stream::iter(chunks))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        };
+        let code = |r: Result<_, tonic::Status>| r.err().map(|s| s.code());
+        assert_eq!(
+            code(push(vec![header("model", 0, 3), data(&[1.0; 3])]).await),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            code(push(vec![header("model", 0, 4), data(&[1.0; 3])]).await),
+            Some(Code::Aborted)
+        );
+        assert_eq!(
+            code(
+                push(vec![
+                    header("model", 0, 4),
+                    data(&[1.0, f32::NAN, 0.0, 0.0])
+                ])
+                .await
+            ),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            code(
+                push(vec![
+                    header("model", 0, 4),
+                    data(&[f32::INFINITY, 0.0, 0.0, 0.0])
+                ])
+                .await
+            ),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            code(push(vec![header("nope", 0, 4), data(&[1.0; 4])]).await),
+            Some(Code::NotFound)
+        );
+        assert_eq!(
+            code(push(vec![data(&[1.0; 4])]).await),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            code(
+                push(vec![
+                    header("model", 0, 4),
+                    PushChunk {
+                        kind: Some(push_chunk::Kind::Data(vec![0u8; 5].into()))
+                    }
+                ])
+                .await
+            ),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            code(push(vec![header("model", 7, 4), data(&[1.0; 4])]).await),
+            Some(Code::InvalidArgument)
+        );
+        let info = good
+            .clone()
+            .info(InfoRequest {
+                model_id: "nope".into(),
+            })
+            .await;
+        assert_eq!(info.err().map(|s| s.code()), Some(Code::NotFound));
+        // Without the token, or with a wrong one: Unauthenticated, for every call.
+        for token in [None, Some("let-me-out")] {
+            let mut bad = stub(url.clone(), token).await;
+            let r = bad
+                .info(InfoRequest {
+                    model_id: "model".into(),
+                })
+                .await;
+            assert_eq!(r.err().map(|s| s.code()), Some(Code::Unauthenticated));
+            let r = bad
+                .pull(PullRequest {
+                    model_id: "model".into(),
+                    worker_id: 1,
+                    min_version: 0,
+                    wait_ms: 0,
+                })
+                .await;
+            assert_eq!(r.err().map(|s| s.code()), Some(Code::Unauthenticated));
+            let r = bad
+                .push(tokio_stream::iter(vec![
+                    header("model", 0, 4),
+                    data(&[1.0; 4]),
+                ]))
+                .await;
+            assert_eq!(r.err().map(|s| s.code()), Some(Code::Unauthenticated));
+        }
+        // The parameters never moved; a good push still works.
+        assert_eq!(server.snapshot(), before);
+        let ok = push(vec![header("model", 0, 4), data(&[1.0; 4])])
+            .await
+            .unwrap();
+        assert_eq!(
+            (ok.outcome, ok.version),
+            (stagewise_ps::proto::PushOutcome::Applied as i32, 1)
+        );
+    });
+    let r = server.refusals();
+    assert_eq!(r.wrong_length, 1);
+    assert_eq!(r.aborted, 1);
+    assert_eq!(r.non_finite, 2);
+    assert_eq!(r.unknown_model, 2);
+    assert_eq!(r.malformed, 2);
+    assert_eq!(r.future_version, 1);
+    assert_eq!(r.unauthenticated, 6);
+    // The library worker with the token file connects; without it, it is refused.
+    let mut wc = worker_config(vec![url.clone()], 1);
+    wc.max_pushes = Some(3);
+    let source = NoisyQuadratic::new(4, 1.0, 1.0, 0.0, 1);
+    let err = run_worker(wc.clone(), source.clone()).unwrap_err();
+    assert_eq!(err.grpc_code(), Some(Code::Unauthenticated), "{err}");
+    wc.auth.token_file = Some(token_path);
+    assert_eq!(run_worker(wc, source).unwrap().applied, 3);
+    rt.block_on(handle.shutdown()).unwrap();
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut cfg = serve_config(16, 20);
+    cfg.tls = Some(ServerTlsConfig {
+        cert: cert_path.clone(),
+        key: key_path,
+    });
+    let handle = rt.block_on(start_server(cfg, None, None)).unwrap();
+    let url = format!("https://{}", handle.local_addr());
+    let mut wc = worker_config(vec![url.clone()], 0);
+    wc.tls = Some(ClientTlsConfig {
+        ca_cert: cert_path,
+        domain: Some("localhost".into()),
+    });
+    let source = NoisyQuadratic::new(16, 1.0, 1.0, 0.0, 1);
+    assert_eq!(run_worker(wc, source.clone()).unwrap().applied, 20);
+    // A plaintext client cannot talk to the TLS server.
+    let mut plain = worker_config(vec![url.replace("https", "http")], 1);
+    plain.connect_timeout_ms = 300;
+    assert!(run_worker(plain, source).is_err());
+    rt.block_on(handle.shutdown()).unwrap();
+}
+
+#[test]
+fn synchronous_mode_over_grpc() {
+    let rt = rt();
+    let mut cfg = serve_config(8, 30);
+    cfg.server.policy = PolicyConfig::Sync { workers: 3 };
+    cfg.server.wait_timeout_ms = 5_000;
+    let handle = rt.block_on(start_server(cfg, None, None)).unwrap();
+    let url = format!("http://{}", handle.local_addr());
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let wc = worker_config(vec![url.clone()], i);
+            let src = NoisyQuadratic::new(8, 1.0, 1.0, 0.1, 2).with_noise_seed(i as u64);
+            std::thread::spawn(move || run_worker(wc, src))
+        })
+        .collect();
+    for w in workers {
+        let r = w.join().unwrap().unwrap();
+        assert_eq!(r.mean_staleness, 0.0, "{r:?}");
+    }
+    let s = rt.block_on(handle.shutdown()).unwrap();
+    assert_eq!(s.final_version, 30);
+    // 3 gradients per update (the last round may be cut by the budget).
+    assert!(s.pushes >= 88, "{}", s.pushes);
+}

@@ -1,0 +1,482 @@
+//! The staged trainer: runs a [`Plan`] on a model, rebuilding the batching with each stage's
+//! batch size and switching α, β, ν in the optimizer, whose buffers carry over.
+//!
+//! Every epoch: train (one optimizer step per batch), evaluate on the test set, append a row to
+//! `metrics.csv`, write `checkpoint.safetensors` atomically. At the end, `summary.json`.
+//! The optimizers of `stagewise-core` run on the flat parameter vector ([`crate::bridge`]).
+
+use crate::bridge::{self, BridgeError};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
+use crate::data::DataConfig;
+use crate::metrics::{read_metrics, write_metrics, EpochMetrics, Summary, METRICS_FILE};
+use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
+use crate::{inference_device, training_device};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use stagewise_core::optim::{OptimError, Optimizer, OptimizerKind};
+use stagewise_core::schedule::{Hyper, Layout, Plan, PlanError};
+use stagewise_data::{Batch, BatchConfig, DataError, Dataset, EpochBatches};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything that defines a training run (saved in checkpoints and the summary).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The architecture.
+    pub model: ModelKind,
+    /// The optimizer the plan drives.
+    pub optimizer: OptimizerKind,
+    /// The multistage plan (α, β, ν, batch size and length per stage).
+    pub plan: Plan,
+    /// The data.
+    pub data: DataConfig,
+    /// Seed of model initialization, data order and augmentation.
+    pub seed: u64,
+    /// Batch size for evaluation (does not affect results).
+    pub eval_batch_size: usize,
+}
+
+/// How to run (not part of the run's identity).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Draw a progress bar per epoch.
+    pub progress: bool,
+    /// Stop after this many epochs in total (a checkpoint is written), e.g. to split a run.
+    pub stop_after_epochs: Option<u64>,
+}
+
+/// Why training stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The plan is invalid.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Parameters could not be moved between the model and the flat vector.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// The optimizer refused hyperparameters or state.
+    #[error("optimizer: {0}")]
+    Optimizer(#[from] OptimError),
+    /// Loss or gradient became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "training diverged at epoch {epoch}, step {step_in_epoch} of the epoch (global step \
+         {global_step}): {what} with lr {lr}, beta {beta}, nu {nu}, batch size {batch_size}; \
+         the last good checkpoint (end of epoch {last_good_epoch}) is kept"
+    )]
+    Diverged {
+        /// 1-based epoch.
+        epoch: u64,
+        /// 0-based step in the epoch.
+        step_in_epoch: u64,
+        /// 0-based global step.
+        global_step: u64,
+        /// What was not finite.
+        what: String,
+        /// Learning rate in force.
+        lr: f64,
+        /// β in force.
+        beta: f64,
+        /// ν in force.
+        nu: f64,
+        /// Batch size in force.
+        batch_size: u64,
+        /// Epochs completed in the last checkpoint (0: none).
+        last_good_epoch: u64,
+    },
+    /// Writing metrics or the summary failed.
+    #[error("{path}: {detail}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl TrainConfig {
+    /// Checks fields the plan's own validation does not cover.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.plan.validate()?;
+        if self.eval_batch_size == 0 {
+            return Err(TrainError::Config(
+                "eval_batch_size = 0 is out of range; allowed: >= 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Converts a batch to input tensors on `device`.
+fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let images = Tensor::from_data(TensorData::new(batch.images.clone(), batch.shape()), device);
+    let labels = Tensor::from_data(TensorData::new(batch.labels.clone(), [batch.len]), device);
+    (images, labels)
+}
+
+/// Sum of cross-entropy losses and number of correct predictions for logits `[n, 10]`.
+fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
+    let mut loss = 0.0;
+    let mut correct = 0;
+    for (row, &label) in logits.chunks_exact(NUM_CLASSES).zip(labels) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_sum = max
+            + row
+                .iter()
+                .map(|&z| (z as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        loss += log_sum - row[label as usize] as f64;
+        let predicted = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &z)| {
+                if z > best.1 {
+                    (i, z)
+                } else {
+                    best
+                }
+            })
+            .0;
+        correct += usize::from(predicted as i64 == label);
+    }
+    (loss, correct)
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data_as::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Mean loss and accuracy of `model` on `data` (BatchNorm on running statistics).
+pub fn evaluate(
+    model: &Model,
+    data: &Dataset,
+    batch_size: usize,
+    config: &DataConfig,
+) -> Result<(f64, f64), TrainError> {
+    let device = inference_device();
+    let model = model.valid();
+    let mut loss = 0.0;
+    let mut correct = 0;
+    let batches = EpochBatches::new(
+        data,
+        BatchConfig::eval(batch_size).with_normalization(config.normalization()),
+        0,
+        0,
+    )?;
+    for batch in batches {
+        let (images, _) = batch_tensors(&batch, &device);
+        let (l, c) = loss_and_correct(&to_vec(model.forward(images)), &batch.labels);
+        loss += l;
+        correct += c;
+    }
+    let n = data.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// The state of a run between epochs.
+struct RunState {
+    model: Model,
+    params: Vec<f32>,
+    optimizer: Box<dyn Optimizer<f32>>,
+    epochs_done: u64,
+    global_step: u64,
+    seconds: f64,
+    metrics: Vec<EpochMetrics>,
+}
+
+/// Trains `config` from scratch, writing into `out_dir` (created if needed).
+pub fn train(
+    config: &TrainConfig,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Summary, TrainError> {
+    config.validate()?;
+    create_dir(out_dir)?;
+    let model = Model::new(config.model, &training_device(), config.seed);
+    let params = bridge::flatten_params(&model);
+    let first = config
+        .plan
+        .stages
+        .first()
+        .map(|s| s.hyper_at(0, 1))
+        .ok_or_else(|| TrainError::Config("the plan has no stages".into()))?;
+    let optimizer = config.optimizer.build::<f32>(
+        params.len(),
+        first.scheduled(),
+        config.plan.weight_decay,
+        config.plan.weight_decay_type,
+    )?;
+    let state = RunState {
+        model,
+        params,
+        optimizer,
+        epochs_done: 0,
+        global_step: 0,
+        seconds: 0.0,
+        metrics: Vec::new(),
+    };
+    run(config, out_dir, opts, state)
+}
+
+/// Continues the run in `out_dir` from its checkpoint, with the configuration saved there.
+pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> {
+    let ckpt = Checkpoint::load(out_dir)?;
+    let config: TrainConfig = serde_json::from_value(ckpt.meta.config.clone())
+        .map_err(|e| TrainError::Config(format!("checkpoint configuration does not parse: {e}")))?;
+    config.validate()?;
+    let model = Model::new(config.model, &training_device(), config.seed);
+    let model = bridge::write_params(model, &ckpt.params)?;
+    let model = bridge::write_buffers(model, &ckpt.buffers)?;
+    let first = config.plan.stages[0].hyper_at(0, 1);
+    let mut optimizer = config.optimizer.build::<f32>(
+        ckpt.params.len(),
+        first.scheduled(),
+        config.plan.weight_decay,
+        config.plan.weight_decay_type,
+    )?;
+    optimizer.load_state(ckpt.optimizer)?;
+    let metrics_path = out_dir.join(METRICS_FILE);
+    let mut metrics = read_metrics(&metrics_path).map_err(|e| output_error(&metrics_path, e))?;
+    // Rows written after the checkpoint (an interrupted epoch's) are dropped.
+    metrics.retain(|m| m.epoch <= ckpt.meta.epochs_done);
+    let state = RunState {
+        model,
+        params: ckpt.params,
+        optimizer,
+        epochs_done: ckpt.meta.epochs_done,
+        global_step: ckpt.meta.global_step,
+        seconds: ckpt.meta.seconds,
+        metrics,
+    };
+    run(&config, out_dir, opts, state)
+}
+
+fn create_dir(dir: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| output_error(dir, e))
+}
+
+fn output_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Output {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+fn progress_bar(show: bool, steps: u64, epoch: u64, total: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps, {elapsed} < {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{epoch}/{total}"));
+    bar
+}
+
+/// Runs epochs from `state.epochs_done` to the end of the plan (or `stop_after_epochs`).
+fn run(
+    config: &TrainConfig,
+    out_dir: &Path,
+    opts: &RunOptions,
+    mut state: RunState,
+) -> Result<Summary, TrainError> {
+    let splits = config.data.load(config.seed)?;
+    let layout: Layout = config.plan.layout(splits.train.len() as u64)?;
+    let total_epochs = layout.total_epochs();
+    let last_epoch = opts
+        .stop_after_epochs
+        .map_or(total_epochs, |e| e.min(total_epochs));
+    let loss_fn = CrossEntropyLossConfig::new().init(&training_device());
+    let device = training_device();
+    let mut grads = Vec::with_capacity(state.params.len());
+    let mut images_seen = 0usize;
+    let mut batch = Batch::default();
+    let started = Instant::now();
+    let seconds_before = state.seconds;
+
+    for epoch in state.epochs_done..last_epoch {
+        let stage = layout.stage_at_epoch(epoch).expect("epoch inside the plan");
+        let span = layout.spans()[stage];
+        let steps = layout.steps_in_epoch(epoch).expect("epoch inside the plan");
+        // The batching is rebuilt every epoch with the stage's batch size.
+        let batch_config = BatchConfig::train(span.batch_size as usize)
+            .with_augment(config.data.augmentation())
+            .with_normalization(config.data.normalization());
+        let mut batches = EpochBatches::new(&splits.train, batch_config, config.seed, epoch)?;
+        let bar = progress_bar(opts.progress, steps, epoch + 1, total_epochs);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut hyper = Hyper {
+            lr: 0.0,
+            beta: 0.0,
+            nu: 0.0,
+            batch_size: span.batch_size,
+        };
+        for k in 0..steps {
+            if !batches.next_into(&mut batch) {
+                break;
+            }
+            hyper = layout
+                .hyper_at_position(epoch, k)
+                .expect("position inside the plan");
+            state.optimizer.set_scheduled(hyper.scheduled())?;
+            let (images, labels) = batch_tensors(&batch, &device);
+            let logits = state.model.forward(images);
+            let loss = loss_fn.forward(logits.clone(), labels);
+            let (batch_loss, batch_correct) = loss_and_correct(&to_vec(logits), &batch.labels);
+            let diverged = |what: String| TrainError::Diverged {
+                epoch: epoch + 1,
+                step_in_epoch: k,
+                global_step: state.global_step,
+                what,
+                lr: hyper.lr,
+                beta: hyper.beta,
+                nu: hyper.nu,
+                batch_size: hyper.batch_size,
+                last_good_epoch: state.epochs_done,
+            };
+            if !batch_loss.is_finite() {
+                return Err(diverged(format!("loss is {batch_loss}")));
+            }
+            let gradients = GradientsParams::from_grads(loss.backward(), &state.model);
+            bridge::read_grads_into(&state.model, &gradients, &mut grads);
+            match state.optimizer.step(&mut state.params, &grads) {
+                Err(OptimError::NonFiniteGradient { index, value }) => {
+                    return Err(diverged(format!("gradient element {index} is {value}")));
+                }
+                other => other?,
+            }
+            state.model = bridge::write_params(state.model, &state.params)?;
+            state.global_step += 1;
+            loss_sum += batch_loss;
+            correct += batch_correct;
+            seen += batch.len;
+            bar.inc(1);
+            if k % 10 == 0 {
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.4}",
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64
+                ));
+            }
+        }
+        bar.finish_and_clear();
+        images_seen += seen;
+        let (test_loss, test_acc) = evaluate(
+            &state.model,
+            &splits.test,
+            config.eval_batch_size,
+            &config.data,
+        )?;
+        state.epochs_done = epoch + 1;
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        let row = EpochMetrics {
+            epoch: epoch + 1,
+            stage: stage + 1,
+            step: state.global_step,
+            lr: hyper.lr,
+            beta: hyper.beta,
+            nu: hyper.nu,
+            batch_size: span.batch_size,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_acc,
+            seconds: state.seconds,
+        };
+        tracing::info!(
+            epoch = row.epoch,
+            stage = row.stage,
+            train_loss = row.train_loss,
+            test_acc = row.test_acc,
+            "epoch done"
+        );
+        if opts.progress {
+            eprintln!(
+                "epoch {:>3}/{total_epochs}  stage {}  b {:>4}  lr {:.4}  beta {:.4}  train loss {:.4} acc {:.4}  test loss {:.4} acc {:.4}  {:.0}s",
+                row.epoch, row.stage, row.batch_size, row.lr, row.beta, row.train_loss,
+                row.train_acc, row.test_loss, row.test_acc, row.seconds
+            );
+        }
+        state.metrics.push(row);
+        let metrics_path = out_dir.join(METRICS_FILE);
+        write_metrics(&metrics_path, &state.metrics).map_err(|e| output_error(&metrics_path, e))?;
+        save_checkpoint(config, out_dir, &state)?;
+    }
+    let summary = summarize(config, &state, images_seen, started, total_epochs);
+    let path = out_dir.join(crate::metrics::SUMMARY_FILE);
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| output_error(&path, e))?;
+    crate::checkpoint::write_atomically(&path, text.as_bytes())?;
+    Ok(summary)
+}
+
+fn save_checkpoint(
+    config: &TrainConfig,
+    out_dir: &Path,
+    state: &RunState,
+) -> Result<(), TrainError> {
+    let optimizer = state.optimizer.state();
+    let ckpt = Checkpoint {
+        params: state.params.clone(),
+        buffers: bridge::flatten_buffers(&state.model),
+        meta: CheckpointMeta {
+            epochs_done: state.epochs_done,
+            global_step: state.global_step,
+            seconds: state.seconds,
+            optimizer_step: optimizer.step,
+            optimizer_scalars: optimizer.scalars.clone(),
+            config: serde_json::to_value(config).map_err(|e| TrainError::Config(e.to_string()))?,
+        },
+        optimizer,
+    };
+    ckpt.save(out_dir)?;
+    Ok(())
+}
+
+fn summarize(
+    config: &TrainConfig,
+    state: &RunState,
+    images_seen: usize,
+    started: Instant,
+    total_epochs: u64,
+) -> Summary {
+    let best = state
+        .metrics
+        .iter()
+        .fold(None::<&EpochMetrics>, |b, m| match b {
+            Some(b) if b.test_acc >= m.test_acc => Some(b),
+            _ => Some(m),
+        });
+    let elapsed = started.elapsed().as_secs_f64();
+    Summary {
+        final_test_acc: state.metrics.last().map_or(0.0, |m| m.test_acc),
+        best_test_acc: best.map_or(0.0, |m| m.test_acc),
+        best_epoch: best.map_or(0, |m| m.epoch),
+        epochs: state.epochs_done,
+        steps: state.global_step,
+        wall_seconds: state.seconds,
+        images_per_second: images_seen as f64 / elapsed.max(1e-9),
+        completed: state.epochs_done == total_epochs,
+        config: serde_json::to_value(config).unwrap_or_default(),
+    }
+}
