@@ -27,6 +27,10 @@ enum Command {
     Optim(commands::optim::OptimArgs),
     /// Benchmarks (speed is measured here, never asserted in tests).
     Bench(commands::bench::BenchArgs),
+    /// Asynchronous SGD in one process: a parameter server and worker threads.
+    Asgd(Box<commands::asgd::AsgdArgs>),
+    /// Asynchronous SGD across processes and machines: parameter servers and workers (gRPC).
+    Ps(commands::ps::PsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +46,8 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Optim(args) => commands::optim::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Asgd(args) => commands::asgd::run(*args),
+        Command::Ps(args) => commands::ps::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

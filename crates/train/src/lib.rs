@@ -15,6 +15,8 @@
 //!
 //! [`Tensor`]: burn::Tensor
 
+pub mod asgd;
+pub mod bench;
 pub mod bridge;
 pub mod model;
 

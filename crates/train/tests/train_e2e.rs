@@ -6,7 +6,9 @@ use stagewise_core::schedule::{Plan, Stage};
 use stagewise_train::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use stagewise_train::metrics::{read_metrics, METRICS_FILE};
 use stagewise_train::model::ModelKind;
-use stagewise_train::{resume, train, DataConfig, DatasetKind, RunOptions, TrainConfig, TrainError};
+use stagewise_train::{
+    resume, train, DataConfig, DatasetKind, RunOptions, TrainConfig, TrainError,
+};
 use std::path::PathBuf;
 
 fn out_dir(name: &str) -> PathBuf {
@@ -103,7 +105,10 @@ fn an_interrupted_and_resumed_run_ends_with_exactly_the_same_parameters() {
     let rows_b = read_metrics(&split.join(METRICS_FILE)).unwrap();
     assert_eq!(rows_a.len(), rows_b.len());
     for (x, y) in rows_a.iter().zip(&rows_b) {
-        assert_eq!((x.step, x.train_loss, x.test_acc), (y.step, y.train_loss, y.test_acc));
+        assert_eq!(
+            (x.step, x.train_loss, x.test_acc),
+            (y.step, y.train_loss, y.test_acc)
+        );
     }
     let _ = std::fs::remove_dir_all(&whole);
     let _ = std::fs::remove_dir_all(&split);
@@ -162,7 +167,9 @@ fn cnn_learns_real_fashion_mnist_in_one_epoch_on_a_subset() {
             std::env::var_os("CI").is_none(),
             "CI must install dataset-fashion-mnist (see .ci/run)"
         );
-        eprintln!("skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+        eprintln!(
+            "skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+        );
         return;
     }
     let plan = Plan::new(vec![Stage::for_epochs(1, 0.5, 0.9, 0.7, 64)]);

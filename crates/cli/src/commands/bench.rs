@@ -20,6 +20,29 @@ enum BenchCommand {
     /// One optimizer step on P f32 parameters, in ns/param, beside memory-bandwidth baselines
     /// (copy and triad over the same buffers) measured in the same run.
     Optim(OptimBenchArgs),
+    /// Parameter-server throughput: pushes/s and bytes/s in-process and over gRPC on
+    /// loopback, beside a raw TCP loopback transfer, and mean staleness as workers are added.
+    Ps(super::ps::PsBenchArgs),
+    /// Training throughput (images/s) of full steps, with the time of a step split into
+    /// batching, forward, backward, the flat bridge and the optimizer.
+    Train(TrainBenchArgs),
+}
+
+/// Options of `stagewise bench train`.
+#[derive(Args, Debug)]
+struct TrainBenchArgs {
+    /// Model: mlp, cnn or resnet.
+    #[arg(long, default_value = "cnn")]
+    model: stagewise_train::model::ModelKind,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed steps (after 3 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `stagewise bench optim`.
@@ -43,11 +66,38 @@ struct OptimBenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Optim(a) => bench_optim(a),
+        BenchCommand::Ps(a) => super::ps::bench(a),
+        BenchCommand::Train(a) => bench_train(a),
     }
 }
 
+fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.steps == 0 {
+        bail!("--batch and --steps must be at least 1");
+    }
+    let r = stagewise_train::bench::bench_train(args.model, args.batch, args.steps, 3);
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} batch {}: {:.0} images/s over {} steps; ms per step: batch {:.2}, forward {:.2}, \
+             backward {:.2}, bridge {:.2}, optimizer {:.2}",
+            r.model,
+            r.batch_size,
+            r.images_per_second,
+            r.steps,
+            r.ms_batch,
+            r.ms_forward,
+            r.ms_backward,
+            r.ms_bridge,
+            r.ms_optimizer
+        );
+    }
+    Ok(())
+}
+
 /// Parses `1M`, `10M`, `500k` or a plain integer.
-fn parse_size(s: &str) -> anyhow::Result<usize> {
+pub(super) fn parse_size(s: &str) -> anyhow::Result<usize> {
     let s = s.trim();
     let (digits, mult) = match s.chars().last() {
         Some('M' | 'm') => (&s[..s.len() - 1], 1_000_000),

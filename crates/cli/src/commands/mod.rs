@@ -1,6 +1,8 @@
 //! One module per subcommand; each holds its clap arguments and a `run` function.
 
+pub mod asgd;
 pub mod bench;
 pub mod optim;
 pub mod plan;
+pub mod ps;
 pub mod train;

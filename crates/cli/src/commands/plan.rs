@@ -1,10 +1,26 @@
-//! `stagewise plan`: show multistage plans, from a TOML file or built from a recipe.
+//! `stagewise plan`: show multistage plans (from a TOML file or a recipe), explain them in the
+//! theory's terms, recommend a stagewise plan from a familiar optimizer setting, and convert
+//! optimizer settings to and from QHM.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use stagewise_core::schedule::{Plan, Recipe, RecipeParams};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use stagewise_core::optim::conventions::{
+    from_pytorch_sgd, from_sutskever_nag, heavy_ball, plain_sgd, to_pytorch_sgd,
+};
+use stagewise_core::optim::convert::{
+    from_accsgd, from_pid, from_robust_momentum, from_snv, from_triple_momentum, from_tso,
+};
+use stagewise_core::optim::QhmHyper;
+use stagewise_core::schedule::{fmt_num, Plan, Recipe, RecipeParams};
+use stagewise_core::theory::{
+    explain, parse_spectrum, recommend, CarryOver, ExplainOptions, MomentumMatch, RecommendOptions,
+    Setting,
+};
 
 /// Arguments of `stagewise plan`.
 #[derive(Args, Debug)]
@@ -21,6 +37,26 @@ enum PlanCommand {
     /// `stagewise plan show --recipe stagewise --lr 0.1 --momentum 0.9 --batch 128 --epochs 30
     /// --stages 4 --drop 2 --toml > plan.toml`.
     Show(ShowArgs),
+    /// Explain a plan in the theory's terms: per-stage α·T (epochs and iterations), α/b,
+    /// α·ν·β/(1−β), κ, ψ, relative stationary variance, stability, the bound proxy, and
+    /// warnings where a rule of theory.md §2/§3.4 is broken or a stage is unstable.
+    ///
+    /// Example: `stagewise plan explain plan.toml --n-train 60000
+    /// --spectrum isotropic:d=1000,h=1,c=1 --h-max 40`.
+    Explain(ExplainArgs),
+    /// Recommend a stagewise plan from a familiar optimizer setting (converted to QHM), with
+    /// the reasons; optionally for asynchronous SGD with M workers.
+    ///
+    /// Example: `stagewise plan recommend --from pytorch-sgd --lr 0.1 --momentum 0.9
+    /// --batch 128 --epochs 30 --stages 4 --drop 2 --out plan.toml`.
+    Recommend(RecommendArgs),
+    /// Convert an optimizer setting to normalized QHM (α, β, ν), or QHM to PyTorch SGD
+    /// (theory.md §1).
+    ///
+    /// Examples: `stagewise plan convert --from pytorch-sgd --lr 0.1 --momentum 0.9`;
+    /// `stagewise plan convert --from pid --kp -0.1 --ki 0.1 --kd 0.9`;
+    /// `stagewise plan convert --from qhm --lr 1 --beta 0.9 --nu 1 --to pytorch-sgd`.
+    Convert(ConvertArgs),
 }
 
 /// Arguments of `stagewise plan show`.
@@ -104,21 +140,709 @@ impl ShowArgs {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let mut o = String::new();
     let plan = args.plan()?;
     if args.toml {
-        print!("{}", plan.to_toml_string()?);
+        write!(o, "{}", plan.to_toml_string()?)?;
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        writeln!(o, "{}", serde_json::to_string_pretty(&plan)?)?;
     } else {
-        print!("{plan}");
+        write!(o, "{plan}")?;
     }
-    Ok(())
+    emit(&o)
+}
+
+/// Writes `text` to stdout; a closed pipe (`... | head`) ends the output quietly instead of
+/// panicking.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Options shared by `explain` and `recommend`: how the theory looks at the plan.
+#[derive(Args, Debug, Clone)]
+struct TheoryOpts {
+    /// Training-set size, to count iterations per epoch (ceil(n_train/b)) and as N of the bound.
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    n_train: u64,
+
+    /// Curvature h (> 0) at which κ, ψ and the relative stationary variance are reported.
+    #[arg(long, value_name = "H", default_value_t = 1.0)]
+    curvature: f64,
+
+    /// Largest Hessian eigenvalue (> 0) for the stability columns and warnings
+    /// [default: the spectrum's largest h, else --curvature]. `recommend` also uses it to cap
+    /// the ASGD learning rate.
+    #[arg(long, value_name = "H")]
+    h_max: Option<f64>,
+
+    /// Spectrum for the PAC-Bayes bound proxy: `isotropic:d=1000,h=1,c=1`, or a file of
+    /// Hessian eigenvalues h and per-example gradient-noise eigenvalues c: JSON
+    /// (`{"h": [..], "c": [..]}` or `[{"h": .., "c": ..}, ..]`, name ending in .json) or CSV
+    /// (lines `h,c`, optional header). Without it the bound is skipped.
+    #[arg(long, value_name = "SPEC")]
+    spectrum: Option<String>,
+
+    /// Prior variance λ₀ (> 0) of the bound.
+    #[arg(long, value_name = "V", default_value_t = 1.0)]
+    prior_var: f64,
+
+    /// Confidence δ of the bound, in (0, 1).
+    #[arg(long, value_name = "D", default_value_t = 0.05)]
+    delta: f64,
+
+    /// Carry the variance across stages with the exact discrete recursion instead of the SDE
+    /// approximation of theory.md §3.3 (better for short stages with heavy momentum).
+    #[arg(long)]
+    exact_carry: bool,
+
+    /// Smoothness L (> 0) of the loss, if known: checks §2 condition 3, α ≤ (1−β)/L.
+    #[arg(long, value_name = "L")]
+    smoothness: Option<f64>,
+
+    /// Relative deviation (>= 0) from stage 1 under which an invariant counts as kept.
+    #[arg(long, value_name = "TOL", default_value_t = 0.01)]
+    rel_tol: f64,
+}
+
+impl TheoryOpts {
+    fn options(&self) -> anyhow::Result<ExplainOptions> {
+        let spectrum = match &self.spectrum {
+            None => None,
+            Some(s) => Some(parse_spectrum(s).context("reading --spectrum")?),
+        };
+        Ok(ExplainOptions {
+            n_train: self.n_train,
+            curvature: self.curvature,
+            h_max: self.h_max,
+            spectrum,
+            prior_var: self.prior_var,
+            delta: self.delta,
+            carry_over: if self.exact_carry {
+                CarryOver::ExactDiscrete
+            } else {
+                CarryOver::Sde
+            },
+            smoothness: self.smoothness,
+            rel_tol: self.rel_tol,
+        })
+    }
+}
+
+/// Arguments of `stagewise plan explain`.
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    /// Plan file (TOML), e.g. written by `plan show --toml` or `plan recommend --out`.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    #[command(flatten)]
+    theory: TheoryOpts,
+
+    /// Print the explanation as JSON instead of the tables.
+    #[arg(long)]
+    json: bool,
+}
+
+fn explain_cmd(args: ExplainArgs) -> anyhow::Result<()> {
+    let plan =
+        Plan::load(&args.file).with_context(|| format!("loading plan {}", args.file.display()))?;
+    let ex = explain(&plan, &args.theory.options()?)
+        .with_context(|| format!("explaining plan {}", args.file.display()))?;
+    if args.json {
+        emit(&(serde_json::to_string_pretty(&ex)? + "\n"))
+    } else {
+        emit(&ex.render())
+    }
+}
+
+/// The settings `plan recommend --from` accepts.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum FromSetting {
+    /// PyTorch SGD(lr, momentum): --lr, --momentum.
+    PytorchSgd,
+    /// PyTorch SGD(lr, momentum, nesterov=True): --lr, --momentum.
+    PytorchNesterov,
+    /// Normalized QHM: --lr (α), --beta, --nu.
+    Qhm,
+    /// Adam: refused with an explanation (no exact QHM conversion).
+    Adam,
+}
+
+/// How explicit and asynchronous (implicit) momentum are combined.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchRule {
+    /// Match the DC gain: 1 − β_total = (1 − β_explicit)/M.
+    DcGain,
+    /// Match the mean gradient age: β/(1−β) = β_e/(1−β_e) + (M − 1).
+    MeanLag,
+}
+
+/// Arguments of `stagewise plan recommend`.
+#[derive(Args, Debug)]
+struct RecommendArgs {
+    /// The optimizer setting you start from.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    from: FromSetting,
+
+    /// Learning rate: PyTorch's lr for pytorch-sgd/-nesterov/adam, α for qhm (> 0).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: f64,
+
+    /// Momentum m in [0, 1) (pytorch-sgd, pytorch-nesterov).
+    #[arg(long, allow_negative_numbers = true)]
+    momentum: Option<f64>,
+
+    /// QHM β in [0, 1) (qhm).
+    #[arg(long, allow_negative_numbers = true)]
+    beta: Option<f64>,
+
+    /// QHM ν in [0, 1]: required for qhm; for the other methods it replaces the converted ν
+    /// (stage 1 is then no longer exactly your setting).
+    #[arg(long, allow_negative_numbers = true)]
+    nu: Option<f64>,
+
+    /// Adam β₁ (adam) [default: 0.9].
+    #[arg(long)]
+    beta1: Option<f64>,
+
+    /// Adam β₂ (adam) [default: 0.999].
+    #[arg(long)]
+    beta2: Option<f64>,
+
+    /// Initial batch size b0 (>= 1; per worker with --workers). Halved (÷ drop) per stage.
+    #[arg(long, default_value_t = 128)]
+    batch: u64,
+
+    /// Total epochs (>= stages).
+    #[arg(long, default_value_t = 30)]
+    epochs: u64,
+
+    /// Number of stages (>= 1).
+    #[arg(long, default_value_t = 4)]
+    stages: usize,
+
+    /// Drop factor r (>= 1): α/r, b/r, β/(1−β)·r and stage length ·r at each drop.
+    #[arg(long, default_value_t = 2.0)]
+    drop: f64,
+
+    /// Asynchronous SGD with M (>= 1) workers: staleness τ ≈ M−1, learning rate scaled and
+    /// capped (give --h-max for the cap), explicit momentum reduced for the implicit 1−1/M.
+    #[arg(long, value_name = "M")]
+    workers: Option<u32>,
+
+    /// With --workers: how explicit and asynchronous momentum are combined.
+    #[arg(long, value_enum, default_value = "dc-gain", requires = "workers")]
+    momentum_match: MatchRule,
+
+    /// Write the plan to this TOML file (for `stagewise train --plan` or `plan explain`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    #[command(flatten)]
+    theory: TheoryOpts,
+
+    /// Print the recommendation and the explanation as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RecommendArgs {
+    fn setting(&self) -> anyhow::Result<Setting> {
+        let need = |name: &str, v: Option<f64>| {
+            v.ok_or_else(|| anyhow::anyhow!("--from {} needs --{name}", self.method_name()))
+        };
+        let refuse = |names: &[(&str, bool)]| -> anyhow::Result<()> {
+            match names.iter().find(|(_, given)| *given) {
+                Some((n, _)) => anyhow::bail!("--{n} is not used by --from {}", self.method_name()),
+                None => Ok(()),
+            }
+        };
+        Ok(match self.from {
+            FromSetting::PytorchSgd | FromSetting::PytorchNesterov => {
+                refuse(&[
+                    ("beta", self.beta.is_some()),
+                    ("beta1", self.beta1.is_some()),
+                    ("beta2", self.beta2.is_some()),
+                ])?;
+                let momentum = need("momentum", self.momentum)?;
+                if self.from == FromSetting::PytorchSgd {
+                    Setting::PytorchSgd {
+                        lr: self.lr,
+                        momentum,
+                    }
+                } else {
+                    Setting::PytorchNesterov {
+                        lr: self.lr,
+                        momentum,
+                    }
+                }
+            }
+            FromSetting::Qhm => {
+                refuse(&[
+                    ("momentum", self.momentum.is_some()),
+                    ("beta1", self.beta1.is_some()),
+                    ("beta2", self.beta2.is_some()),
+                ])?;
+                Setting::Qhm {
+                    lr: self.lr,
+                    beta: need("beta", self.beta)?,
+                    nu: need("nu", self.nu)?,
+                }
+            }
+            FromSetting::Adam => Setting::Adam {
+                lr: self.lr,
+                beta1: self.beta1.unwrap_or(0.9),
+                beta2: self.beta2.unwrap_or(0.999),
+            },
+        })
+    }
+
+    fn method_name(&self) -> &'static str {
+        match self.from {
+            FromSetting::PytorchSgd => "pytorch-sgd",
+            FromSetting::PytorchNesterov => "pytorch-nesterov",
+            FromSetting::Qhm => "qhm",
+            FromSetting::Adam => "adam",
+        }
+    }
+
+    fn options(&self) -> anyhow::Result<RecommendOptions> {
+        let mut o = RecommendOptions::new(self.setting()?);
+        o.batch = self.batch;
+        o.epochs = self.epochs;
+        o.stages = self.stages;
+        o.drop = self.drop;
+        o.nu = if self.from == FromSetting::Qhm {
+            None
+        } else {
+            self.nu
+        };
+        o.workers = self.workers;
+        o.h_max = self.theory.h_max;
+        o.momentum_match = match self.momentum_match {
+            MatchRule::DcGain => MomentumMatch::DcGain,
+            MatchRule::MeanLag => MomentumMatch::MeanLag,
+        };
+        Ok(o)
+    }
+}
+
+fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
+    let mut o = String::new();
+    let opts = args.options()?;
+    let rec = recommend(&opts).context("recommending a plan")?;
+    let ex = explain(&rec.plan, &args.theory.options()?).context("explaining the plan")?;
+    if let Some(path) = &args.out {
+        rec.plan
+            .save(path)
+            .with_context(|| format!("writing plan {}", path.display()))?;
+    }
+    if args.json {
+        let v = json!({ "recommendation": rec, "explanation": ex });
+        writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
+        return emit(&o);
+    }
+    writeln!(
+        o,
+        "recommended start: α0 = {}, β0 = {}, ν = {}",
+        fmt_num(rec.initial.lr),
+        fmt_num(rec.initial.beta),
+        fmt_num(rec.initial.nu)
+    )?;
+    writeln!(o, "why:")?;
+    for r in &rec.reasons {
+        writeln!(o, "  - {r}")?;
+    }
+    if !rec.warnings.is_empty() {
+        writeln!(o, "check:")?;
+        for w in &rec.warnings {
+            writeln!(o, "  - {w}")?;
+        }
+    }
+    writeln!(o)?;
+    write!(o, "{}", ex.render())?;
+    if let Some(path) = &args.out {
+        writeln!(o, "\nplan written to {}", path.display())?;
+    } else {
+        writeln!(o, "\nplan (TOML; save it with --out FILE):\n")?;
+        write!(o, "{}", rec.plan.to_toml_string()?)?;
+    }
+    emit(&o)
+}
+
+/// The methods `plan convert --from` accepts.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// PyTorch SGD(lr, momentum[, nesterov]): --lr, --momentum [--nesterov].
+    PytorchSgd,
+    /// Plain SGD: --lr.
+    PlainSgd,
+    /// Normalized heavy ball (d = m·d + (1−m)·g; θ −= α·d): --lr, --momentum.
+    HeavyBall,
+    /// Sutskever's NAG (v ← μv − ε∇f(θ+μv)): --lr (ε), --momentum (μ).
+    Nag,
+    /// PID control (Recht 2018): --kp, --ki, --kd.
+    Pid,
+    /// Synthesized Nesterov variants: --alpha-s, --beta1, --beta2.
+    Snv,
+    /// AccSGD: --delta, --kappa, --xi [--eps 0.7].
+    Accsgd,
+    /// Robust Momentum: --smoothness (L), --kappa, --rho.
+    Robust,
+    /// Triple Momentum: --smoothness (L), --kappa.
+    Triple,
+    /// Two-state optimization: --tso-h, --tso-k, --tso-l, --tso-m, --tso-q, --tso-z.
+    Tso,
+    /// QHM itself: --lr (α), --beta, --nu (use with --to pytorch-sgd).
+    Qhm,
+}
+
+/// The targets of `plan convert --to`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Normalized QHM α, β, ν.
+    Qhm,
+    /// PyTorch SGD lr, momentum, nesterov (exists for ν = 0, ν = 1 or ν = β).
+    PytorchSgd,
+}
+
+impl Method {
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
+    }
+
+    /// Options this method needs, and optional ones.
+    fn params(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Method::PytorchSgd => (&["lr", "momentum"], &["nesterov"]),
+            Method::PlainSgd => (&["lr"], &[]),
+            Method::HeavyBall | Method::Nag => (&["lr", "momentum"], &[]),
+            Method::Pid => (&["kp", "ki", "kd"], &[]),
+            Method::Snv => (&["alpha-s", "beta1", "beta2"], &[]),
+            Method::Accsgd => (&["delta", "kappa", "xi"], &["eps"]),
+            Method::Robust => (&["smoothness", "kappa", "rho"], &[]),
+            Method::Triple => (&["smoothness", "kappa"], &[]),
+            Method::Tso => (&["tso-h", "tso-k", "tso-l", "tso-m", "tso-q", "tso-z"], &[]),
+            Method::Qhm => (&["lr", "beta", "nu"], &[]),
+        }
+    }
+}
+
+/// Arguments of `stagewise plan convert`.
+#[derive(Args, Debug)]
+struct ConvertArgs {
+    /// The method whose parameters are given.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    from: Method,
+
+    /// What to convert to: qhm (default) or pytorch-sgd (only from qhm).
+    #[arg(long, value_enum, default_value = "qhm")]
+    to: Target,
+
+    /// Learning rate (PyTorch's lr, plain SGD's, heavy ball's α, NAG's ε, QHM's α).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Momentum m in [0, 1) (pytorch-sgd, heavy-ball, nag's μ).
+    #[arg(long, allow_negative_numbers = true)]
+    momentum: Option<f64>,
+    /// PyTorch SGD with nesterov=True (pytorch-sgd).
+    #[arg(long)]
+    nesterov: bool,
+    /// QHM β in [0, 1) (qhm).
+    #[arg(long, allow_negative_numbers = true)]
+    beta: Option<f64>,
+    /// QHM ν in [0, 1] (qhm).
+    #[arg(long, allow_negative_numbers = true)]
+    nu: Option<f64>,
+    /// PID proportional gain k_P (pid; β < 1 needs k_P < 0).
+    #[arg(long, allow_negative_numbers = true)]
+    kp: Option<f64>,
+    /// PID integral gain k_I > 0 (pid).
+    #[arg(long, allow_negative_numbers = true)]
+    ki: Option<f64>,
+    /// PID derivative gain k_D > 0 (pid).
+    #[arg(long, allow_negative_numbers = true)]
+    kd: Option<f64>,
+    /// SNV step α_s (snv).
+    #[arg(long, allow_negative_numbers = true)]
+    alpha_s: Option<f64>,
+    /// SNV β₁ in (0, 1) (snv).
+    #[arg(long, allow_negative_numbers = true)]
+    beta1: Option<f64>,
+    /// SNV β₂ (snv).
+    #[arg(long, allow_negative_numbers = true)]
+    beta2: Option<f64>,
+    /// AccSGD δ (accsgd).
+    #[arg(long, allow_negative_numbers = true)]
+    delta: Option<f64>,
+    /// Condition number κ (accsgd; robust and triple: κ > 1).
+    #[arg(long, allow_negative_numbers = true)]
+    kappa: Option<f64>,
+    /// AccSGD ξ >= 0 (accsgd).
+    #[arg(long, allow_negative_numbers = true)]
+    xi: Option<f64>,
+    /// AccSGD ε > 0 (accsgd) [default: 0.7, as in the reference code].
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+    /// Smoothness L > 0 (robust, triple).
+    #[arg(long, allow_negative_numbers = true)]
+    smoothness: Option<f64>,
+    /// Robustness ρ in (0, 1) (robust).
+    #[arg(long, allow_negative_numbers = true)]
+    rho: Option<f64>,
+    /// TSO h (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_h: Option<f64>,
+    /// TSO k (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_k: Option<f64>,
+    /// TSO l (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_l: Option<f64>,
+    /// TSO m (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_m: Option<f64>,
+    /// TSO q (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_q: Option<f64>,
+    /// TSO z (tso).
+    #[arg(long, allow_negative_numbers = true)]
+    tso_z: Option<f64>,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ConvertArgs {
+    /// Every method parameter given on the command line, by option name.
+    fn given(&self) -> BTreeMap<&'static str, f64> {
+        [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("nesterov", self.nesterov.then_some(1.0)),
+            ("beta", self.beta),
+            ("nu", self.nu),
+            ("kp", self.kp),
+            ("ki", self.ki),
+            ("kd", self.kd),
+            ("alpha-s", self.alpha_s),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("delta", self.delta),
+            ("kappa", self.kappa),
+            ("xi", self.xi),
+            ("eps", self.eps),
+            ("smoothness", self.smoothness),
+            ("rho", self.rho),
+            ("tso-h", self.tso_h),
+            ("tso-k", self.tso_k),
+            ("tso-l", self.tso_l),
+            ("tso-m", self.tso_m),
+            ("tso-q", self.tso_q),
+            ("tso-z", self.tso_z),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// The method's parameters, checked: every needed one given, no foreign one.
+    fn values(&self) -> anyhow::Result<BTreeMap<&'static str, f64>> {
+        let (needs, optional) = self.from.params();
+        let given = self.given();
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("--{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(k) = given
+            .keys()
+            .find(|k| !needs.contains(k) && !optional.contains(k))
+        {
+            anyhow::bail!(
+                "--{k} is not a parameter of --from {}; it takes {}{}",
+                self.from.name(),
+                list(needs),
+                if optional.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (optional: {})", list(optional))
+                }
+            );
+        }
+        if let Some(k) = needs.iter().find(|k| !given.contains_key(*k)) {
+            anyhow::bail!(
+                "--from {} needs --{k} (it takes {})",
+                self.from.name(),
+                list(needs)
+            );
+        }
+        Ok(given)
+    }
+
+    fn to_qhm(&self) -> anyhow::Result<QhmHyper> {
+        let v = self.values()?;
+        let g = |k: &str| v.get(k).copied().unwrap_or(f64::NAN);
+        let h = match self.from {
+            Method::PytorchSgd => from_pytorch_sgd(g("lr"), g("momentum"), self.nesterov),
+            Method::PlainSgd => plain_sgd(g("lr")),
+            Method::HeavyBall => heavy_ball(g("lr"), g("momentum")),
+            Method::Nag => from_sutskever_nag(g("lr"), g("momentum")),
+            Method::Pid => from_pid(g("kp"), g("ki"), g("kd")),
+            Method::Snv => from_snv(g("alpha-s"), g("beta1"), g("beta2")),
+            Method::Accsgd => from_accsgd(
+                g("delta"),
+                g("kappa"),
+                g("xi"),
+                v.get("eps").copied().unwrap_or(0.7),
+            ),
+            Method::Robust => from_robust_momentum(g("smoothness"), g("kappa"), g("rho")),
+            Method::Triple => from_triple_momentum(g("smoothness"), g("kappa")),
+            Method::Tso => from_tso(
+                g("tso-h"),
+                g("tso-k"),
+                g("tso-l"),
+                g("tso-m"),
+                g("tso-q"),
+                g("tso-z"),
+            ),
+            Method::Qhm => QhmHyper::checked(g("lr"), g("beta"), g("nu")),
+        };
+        let derived = !matches!(
+            self.from,
+            Method::PytorchSgd | Method::PlainSgd | Method::HeavyBall | Method::Nag | Method::Qhm
+        );
+        h.with_context(|| {
+            if derived {
+                format!(
+                    "converting --from {} to QHM: these parameters give a QHM value outside \
+                     QHM's range (lr >= 0, 0 <= beta < 1, 0 <= nu <= 1)",
+                    self.from.name()
+                )
+            } else {
+                format!("converting --from {} to QHM", self.from.name())
+            }
+        })
+    }
+}
+
+fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
+    let mut o = String::new();
+    let h = args.to_qhm()?;
+    let inputs = args.values()?;
+    let inputs_json: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(k, v)| {
+            let v = if *k == "nesterov" {
+                json!(true)
+            } else {
+                json!(v)
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    let pytorch = to_pytorch_sgd(&h);
+    if args.to == Target::PytorchSgd {
+        if args.from != Method::Qhm {
+            anyhow::bail!(
+                "--to pytorch-sgd converts from QHM only: use --from qhm --lr A --beta B --nu N \
+                 (convert --from {} to QHM first)",
+                args.from.name()
+            );
+        }
+        let Some((lr, momentum, nesterov)) = pytorch else {
+            anyhow::bail!(
+                "QHM α = {}, β = {}, ν = {} has no PyTorch SGD equivalent: ν must be 0 (plain \
+                 SGD), 1 (momentum) or equal to β (Nesterov)",
+                fmt_num(h.lr),
+                fmt_num(h.beta),
+                fmt_num(h.nu)
+            );
+        };
+        if args.json {
+            let v = json!({
+                "from": "qhm", "to": "pytorch-sgd", "inputs": inputs_json,
+                "lr": lr, "momentum": momentum, "nesterov": nesterov,
+            });
+            writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            writeln!(
+                o,
+                "QHM α = {}, β = {}, ν = {}  →  PyTorch SGD(lr={}, momentum={}, nesterov={})",
+                fmt_num(h.lr),
+                fmt_num(h.beta),
+                fmt_num(h.nu),
+                fmt_num(lr),
+                fmt_num(momentum),
+                if nesterov { "True" } else { "False" }
+            )?;
+        }
+        return emit(&o);
+    }
+    if args.json {
+        let v = json!({
+            "from": args.from.name(), "to": "qhm", "inputs": inputs_json,
+            "alpha": h.lr, "beta": h.beta, "nu": h.nu,
+            "unnormalized_lr": h.lr * (1.0 - h.beta),
+            "pytorch_sgd": pytorch.map(|(lr, momentum, nesterov)| json!({
+                "lr": lr, "momentum": momentum, "nesterov": nesterov
+            })),
+        });
+        writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
+        return emit(&o);
+    }
+    let shown: Vec<String> = inputs
+        .iter()
+        .map(|(k, v)| {
+            if *k == "nesterov" {
+                "nesterov".to_string()
+            } else {
+                format!("{k} {}", fmt_num(*v))
+            }
+        })
+        .collect();
+    writeln!(
+        o,
+        "{} ({})  →  QHM (normalized, theory.md §1):",
+        args.from.name(),
+        shown.join(", ")
+    )?;
+    writeln!(o, "  α = {}", fmt_num(h.lr))?;
+    writeln!(o, "  β = {}", fmt_num(h.beta))?;
+    writeln!(o, "  ν = {}", fmt_num(h.nu))?;
+    writeln!(
+        o,
+        "  (unnormalized lr η = α(1−β) = {})",
+        fmt_num(h.lr * (1.0 - h.beta))
+    )?;
+    if let Some((lr, momentum, nesterov)) = pytorch {
+        writeln!(
+            o,
+            "  = PyTorch SGD(lr={}, momentum={}, nesterov={})",
+            fmt_num(lr),
+            fmt_num(momentum),
+            if nesterov { "True" } else { "False" }
+        )?;
+    }
+    emit(&o)
 }
 
 /// Runs `stagewise plan`.
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     match args.command {
         PlanCommand::Show(a) => show(a),
+        PlanCommand::Explain(a) => explain_cmd(a),
+        PlanCommand::Recommend(a) => recommend_cmd(a),
+        PlanCommand::Convert(a) => convert_cmd(a),
     }
 }
 
@@ -137,6 +861,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("plan").chain(args.iter().copied()))?;
         match cli.command {
             PlanCommand::Show(a) => Ok(a),
+            other => panic!("expected `show`, parsed {other:?}"),
         }
     }
 

@@ -9,11 +9,16 @@
 //!   characteristic roots, convergence rate, divergence threshold (theory.md §1, §3.2);
 //! - [`invariants`]: per-stage α·T, α/b, α·ν·β/(1−β) and the convergence conditions of §2;
 //! - [`bound`]: the PAC-Bayes bound proxy of a multistage plan (§3.3–3.4);
-//! - [`asgd`]: staleness stability, variance under delay, implicit momentum, lr advice (§4).
+//! - [`asgd`]: staleness stability, variance under delay, implicit momentum, lr advice (§4);
+//! - [`adapter`], [`explain`], [`recommend`](mod@recommend), [`spectrum_input`]: the bridges to
+//!   the rest of the crate: a [`schedule::Plan`](crate::schedule::Plan) as the theory's stage
+//!   list, a plan's explanation with warnings, a stagewise plan recommended from a familiar
+//!   optimizer setting, and spectra read from a specification or a file.
 //!
-//! This module takes plain numbers and its own small structs ([`StageHyper`], [`Spectrum`]);
-//! it does not depend on `optim` or `schedule`. No function panics on user input: invalid
-//! values give a [`TheoryError`] naming the field and its allowed range.
+//! The calculators take plain numbers and their own small structs ([`StageHyper`],
+//! [`Spectrum`]) and do not depend on `optim` or `schedule`; only the bridges do. No function
+//! panics on user input: invalid values give a [`TheoryError`] (or, in the bridges, an
+//! [`AdviceError`]) naming the field and its allowed range.
 //!
 //! ```
 //! use stagewise_core::theory::{divergence_threshold, stationary_variance, QhmParams};
@@ -24,12 +29,17 @@
 //! # Ok::<(), stagewise_core::theory::TheoryError>(())
 //! ```
 
+pub mod adapter;
 pub mod asgd;
 pub mod bound;
 mod error;
+pub mod explain;
 pub mod invariants;
 pub mod qhm;
+pub mod recommend;
+pub mod spectrum_input;
 
+pub use adapter::{plan_stage_hypers, plan_stages, TheoryStage};
 pub use asgd::{
     compose_momentum, delayed_variance_exact, delayed_variance_first_order, delayed_variance_sde,
     delayed_variance_second_order, explicit_momentum_for_target, implicit_momentum,
@@ -41,6 +51,10 @@ pub use bound::{
     BoundOptions, BoundReport, CarryOver, InitialState, Spectrum,
 };
 pub use error::{Result, TheoryError};
+pub use explain::{
+    explain, AdviceError, BoundSummary, ExplainOptions, PlanExplanation, Rule, RuleStatus,
+    Severity, StageExplanation, Warning, WarningKind,
+};
 pub use invariants::{
     check_plan, stage_invariants, CheckOptions, Condition, ConditionReport, PlanCheck, StageHyper,
     StageInvariants,
@@ -50,4 +64,8 @@ pub use qhm::{
     divergence_threshold, effective_temperature, kappa, propagate_covariance, stability_factor,
     stability_margin, stationary_covariance, stationary_variance, stationary_variance_psi,
     stationary_variance_series, transition_matrix, Mat2, QhmParams, Roots,
+};
+pub use recommend::{recommend, AsgdAdvice, RecommendOptions, Recommendation, Setting};
+pub use spectrum_input::{
+    load_spectrum, parse_spectrum, spectrum_from_csv, spectrum_from_json, MAX_ISOTROPIC_DIM,
 };

@@ -1,0 +1,774 @@
+//! `stagewise asgd`: asynchronous SGD in one process — a parameter server and `--workers`
+//! threads, each with its own model copy and shard of the training set.
+//!
+//! The option groups [`ModelArgs`] (model, plan, data) and [`ServerArgs`] (policy, optimizer,
+//! budget) are shared with `stagewise ps serve` / `stagewise ps worker`; every option can also
+//! be given in a TOML file (`--config`, same names with underscores; flags override it).
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use stagewise_core::optim::WeightDecay;
+use stagewise_core::schedule::{Layout, Plan, Recipe, RecipeParams};
+use stagewise_data::Splits;
+use stagewise_ps::config::{
+    AsgdConfig, OnStale, OptimizerConfig, ParamInit, PolicyConfig, ScheduleConfig, ServerConfig,
+};
+use stagewise_ps::metrics::{Summary, STALENESS_BUCKETS};
+use stagewise_ps::worker::WorkerReport;
+use stagewise_ps::GradientSource;
+use stagewise_train::asgd::{initial_params, BatchSizing, ModelEvaluator, ModelWorker, StepClock};
+use stagewise_train::model::ModelKind;
+use stagewise_train::{DataConfig, DatasetKind};
+use std::path::{Path, PathBuf};
+
+use super::train::DEFAULT_RECIPE;
+
+/// Most workers one command accepts (a thread or a process each).
+pub const MAX_WORKERS: usize = 4096;
+
+/// The model, its plan and its data: the same for the server and every worker of a run.
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ModelArgs {
+    /// Model: mlp, cnn or resnet [default: cnn]. BatchNorm statistics (resnet) are not
+    /// synchronized through the server: prefer mlp or cnn.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelKind>,
+
+    /// Plan file (TOML, see `stagewise plan show --toml`); replaces the recipe options.
+    #[arg(long, value_name = "FILE", conflicts_with = "recipe")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PathBuf>,
+
+    /// Recipe that builds the plan: stagewise, step, cosine, onecycle, constant
+    /// [default: stagewise].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
+
+    /// Recipe: initial learning rate [default: 0.5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+
+    /// Recipe: initial momentum β0 [default: 0.9].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+
+    /// Recipe: ν, fixed across stages [default: 0.7].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nu: Option<f64>,
+
+    /// Recipe: initial batch size b0, per worker gradient [default: 256].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+
+    /// Recipe: total epochs (passes of all workers together over the training set)
+    /// [default: 15].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+
+    /// Recipe: number of stages [default: 3].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<usize>,
+
+    /// Recipe: drop factor r between stages [default: 2].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<f64>,
+
+    /// Weight decay (coupled, "grad" mode), applied by the server's optimizer [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+
+    /// Every worker gradient on this many examples, whatever the plan's stage batch size
+    /// (otherwise the stage's, read at an estimate of the server version).
+    #[arg(long, value_name = "B")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_batch: Option<usize>,
+
+    /// Dataset: fashion-mnist or synthetic [default: fashion-mnist].
+    #[arg(long, value_parser = parse_dataset)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetKind>,
+
+    /// Fashion-MNIST folder (otherwise $STAGEWISE_DATA, ./data/fashion-mnist,
+    /// /usr/share/datasets/fashion-mnist, then the download cache).
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Never download Fashion-MNIST; fail if it is not on disk.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_download: bool,
+
+    /// Train on a stratified subset of this many images (all workers together).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+
+    /// Evaluate on a stratified subset of this many test images.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+
+    /// Random-crop (padding 2) and horizontal-flip augmentation.
+    #[arg(long)]
+    #[serde(default)]
+    pub augment: bool,
+
+    /// Seed of the initial parameters, the subsets and the workers' data order [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+    match s {
+        "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
+        "synthetic" => Ok(DatasetKind::Synthetic),
+        other => Err(format!(
+            "unknown dataset '{other}'; allowed: fashion-mnist, synthetic"
+        )),
+    }
+}
+
+impl ModelArgs {
+    /// The architecture.
+    pub fn kind(&self) -> ModelKind {
+        self.model.unwrap_or(ModelKind::Cnn)
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+
+    /// The data configuration.
+    pub fn data_config(&self) -> DataConfig {
+        DataConfig {
+            dataset: self.dataset.unwrap_or(DatasetKind::FashionMnist),
+            data_dir: self.data_dir.clone(),
+            download: !self.no_download,
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            augment: self.augment,
+        }
+    }
+
+    /// Loads the train and test splits.
+    pub fn load(&self) -> anyhow::Result<(DataConfig, Splits)> {
+        let data = self.data_config();
+        let splits = data
+            .load(self.seed())
+            .with_context(|| format!("loading {:?}", data.dataset))?;
+        if splits.train.is_empty() || splits.test.is_empty() {
+            bail!(
+                "the training set ({}) and the test set ({}) must not be empty",
+                splits.train.len(),
+                splits.test.len()
+            );
+        }
+        Ok((data, splits))
+    }
+
+    /// The plan: from `--plan`, or built by the recipe from the recipe options.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        let mut plan = match &self.plan {
+            Some(path) => {
+                Plan::load(path).with_context(|| format!("reading {}", path.display()))?
+            }
+            None => {
+                let d = DEFAULT_RECIPE;
+                let params = RecipeParams {
+                    lr: self.lr.unwrap_or(d.lr),
+                    momentum: self.momentum.unwrap_or(d.momentum),
+                    nu: self.nu.unwrap_or(d.nu),
+                    batch: self.batch.unwrap_or(d.batch),
+                    epochs: self.epochs.unwrap_or(d.epochs),
+                    stages: self.stages.unwrap_or(d.stages),
+                    drop: self.drop.unwrap_or(d.drop),
+                };
+                params.build(self.recipe.unwrap_or(Recipe::Stagewise))?
+            }
+        };
+        if let Some(wd) = self.weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                bail!("--weight-decay {wd} is out of range; allowed: a finite number >= 0");
+            }
+            plan.weight_decay = wd;
+            plan.weight_decay_type = WeightDecay::Grad;
+        }
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// How worker `i`'s batch size is chosen: fixed, or the plan's stage at `clock`.
+    pub fn sizing(&self, layout: &Layout, clock: &StepClock) -> anyhow::Result<BatchSizing> {
+        Ok(match self.worker_batch {
+            Some(0) => bail!("--worker-batch 0 is out of range; allowed: >= 1"),
+            Some(b) => BatchSizing::Fixed(b),
+            None => BatchSizing::Plan {
+                layout: layout.clone(),
+                clock: clock.clone(),
+            },
+        })
+    }
+
+    /// The model id servers and workers agree on (the model's name unless given).
+    pub fn model_id(&self, explicit: Option<&str>) -> String {
+        explicit.map_or_else(|| self.kind().name().to_string(), str::to_string)
+    }
+}
+
+/// Staleness policies on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// Apply every push as it arrives.
+    Asgd,
+    /// Learning rate α/max(1, τ).
+    StalenessAware,
+    /// Bounded staleness: refuse (or, with --on-stale wait, SSP-wait) beyond --max-staleness.
+    Bounded,
+    /// Delay-compensated ASGD with --lambda.
+    DcAsgd,
+    /// Synchronous rounds of one gradient per worker.
+    Sync,
+}
+
+/// What bounded staleness does beyond the bound.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStaleArg {
+    /// Drop the push; the worker pulls again.
+    Refuse,
+    /// SSP clocks: fast workers wait at their pull.
+    Wait,
+}
+
+/// The server's optimizer (α, β, ν from the plan).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerOptimizer {
+    /// QHM, normalized (qhoptim) convention.
+    Qhm,
+    /// PyTorch SGD with momentum.
+    Sgd,
+    /// Adam (β1 = the plan's momentum).
+    Adam,
+}
+
+/// The parameter server's policy, optimizer and budget.
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ServerArgs {
+    /// Staleness policy [default: asgd].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyKind>,
+
+    /// Bounded policy: largest staleness s allowed.
+    #[arg(long, value_name = "S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_staleness: Option<u64>,
+
+    /// Bounded policy: refuse stale pushes or make fast workers wait (SSP) [default: refuse].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_stale: Option<OnStaleArg>,
+
+    /// DC-ASGD: compensation strength λ (λ0 with --dc-adaptive) [default: 0.04].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<f64>,
+
+    /// DC-ASGD: adaptive λ_t = λ0/√(MS_t) with this mean-square momentum m.
+    #[arg(long, value_name = "M")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dc_adaptive: Option<f64>,
+
+    /// DC-ASGD: parameter snapshots kept (>= workers avoids uncompensated pushes)
+    /// [default: max(16, workers)].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dc_snapshots: Option<usize>,
+
+    /// Server optimizer: qhm, sgd or adam [default: qhm].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<ServerOptimizer>,
+
+    /// Stop after this many updates [default: the plan's length in steps].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_updates: Option<u64>,
+
+    /// Evaluate on the test set every K updates (always once at the end).
+    #[arg(long, value_name = "K")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
+
+    /// One row of train.csv every this many updates [default: 50].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_every: Option<u64>,
+
+    /// Evaluation batch size (does not change results) [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_batch: Option<usize>,
+
+    /// Longest a pull waits for a synchronous round or an SSP clock, ms [default: 30000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_timeout_ms: Option<u64>,
+}
+
+impl ServerArgs {
+    /// The policy configuration for `workers` workers.
+    pub fn policy(&self, workers: usize) -> anyhow::Result<PolicyConfig> {
+        let kind = self.policy.unwrap_or(PolicyKind::Asgd);
+        let misplaced =
+            |flag: &str, needs: &str| anyhow::anyhow!("{flag} applies only to --policy {needs}");
+        if kind != PolicyKind::Bounded {
+            if self.max_staleness.is_some() {
+                return Err(misplaced("--max-staleness", "bounded"));
+            }
+            if self.on_stale.is_some() {
+                return Err(misplaced("--on-stale", "bounded"));
+            }
+        }
+        if kind != PolicyKind::DcAsgd
+            && (self.lambda.is_some() || self.dc_adaptive.is_some() || self.dc_snapshots.is_some())
+        {
+            return Err(misplaced(
+                "--lambda/--dc-adaptive/--dc-snapshots",
+                "dc-asgd",
+            ));
+        }
+        let policy = match kind {
+            PolicyKind::Asgd => PolicyConfig::Asgd,
+            PolicyKind::StalenessAware => PolicyConfig::StalenessAware,
+            PolicyKind::Bounded => PolicyConfig::Bounded {
+                max_staleness: self
+                    .max_staleness
+                    .context("--policy bounded needs --max-staleness S")?,
+                on_stale: match self.on_stale.unwrap_or(OnStaleArg::Refuse) {
+                    OnStaleArg::Refuse => OnStale::Refuse,
+                    OnStaleArg::Wait => OnStale::Wait,
+                },
+            },
+            PolicyKind::DcAsgd => PolicyConfig::DcAsgd {
+                lambda: self.lambda.unwrap_or(0.04),
+                adaptive_momentum: self.dc_adaptive,
+                snapshots: self.dc_snapshots.unwrap_or(workers.max(16)),
+            },
+            PolicyKind::Sync => PolicyConfig::Sync { workers },
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Whether the synchronous policy is chosen.
+    pub fn is_sync(&self) -> bool {
+        self.policy == Some(PolicyKind::Sync)
+    }
+
+    /// The server core's configuration for `plan` over `n_train` examples.
+    pub fn server_config(
+        &self,
+        model_id: String,
+        plan: &Plan,
+        n_train: u64,
+        workers: usize,
+    ) -> anyhow::Result<ServerConfig> {
+        let optimizer = match self.optimizer.unwrap_or(ServerOptimizer::Qhm) {
+            ServerOptimizer::Qhm => OptimizerConfig::Qhm {
+                weight_decay: plan.weight_decay,
+                weight_decay_type: plan.weight_decay_type,
+            },
+            ServerOptimizer::Sgd => OptimizerConfig::Sgd {
+                weight_decay: plan.weight_decay,
+            },
+            ServerOptimizer::Adam if plan.weight_decay != 0.0 => {
+                bail!("--optimizer adam on the server takes no weight decay")
+            }
+            ServerOptimizer::Adam => OptimizerConfig::Adam {
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        };
+        if self.max_updates == Some(0) {
+            bail!("--max-updates 0 is out of range; allowed: >= 1");
+        }
+        let config = ServerConfig {
+            model_id,
+            policy: self.policy(workers)?,
+            optimizer,
+            schedule: ScheduleConfig::Plan {
+                plan: plan.clone(),
+                n_train,
+            },
+            max_updates: self.max_updates,
+            wait_timeout_ms: self.wait_timeout_ms.unwrap_or(30_000),
+            log_every: self.log_every.unwrap_or(50),
+            eval_every: self.eval_every,
+            ..ServerConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The evaluation batch size.
+    pub fn eval_batch(&self) -> anyhow::Result<usize> {
+        match self.eval_batch.unwrap_or(1000) {
+            0 => bail!("--eval-batch 0 is out of range; allowed: >= 1"),
+            b => Ok(b),
+        }
+    }
+}
+
+/// Options of `stagewise asgd`.
+#[derive(Args, Debug, Default, Serialize, Deserialize)]
+pub struct AsgdArgs {
+    /// TOML file with any of these options (flags override it).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+
+    /// Number of worker threads M [default: 4].
+    #[arg(long, value_name = "M")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+
+    /// Output folder for train.csv, eval.csv, summary.json and workers.json
+    /// [default: runs/asgd].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out: Option<PathBuf>,
+
+    /// Stop every worker after this many seconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_seconds: Option<f64>,
+
+    /// Print only the final lines.
+    #[arg(long)]
+    #[serde(default)]
+    quiet: bool,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    model: ModelArgs,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    server: ServerArgs,
+}
+
+/// The option names (clap ids, underscores for dashes) of `T`, without `config`.
+pub fn option_names<T: Args>() -> Vec<String> {
+    T::augment_args(clap::Command::new("options"))
+        .get_arguments()
+        .map(|a| a.get_id().as_str().to_string())
+        .filter(|id| id != "config")
+        .collect()
+}
+
+/// Fills the options a command line left unset from the TOML file at `path`.
+///
+/// Flags win; a boolean flag set in the file stays set. Keys that are not options of the
+/// command are errors, except those in `tolerated` (options of a sibling command sharing the
+/// file), which are ignored.
+pub fn merge_with_file<T>(cli: &T, path: Option<&Path>, tolerated: &[String]) -> anyhow::Result<T>
+where
+    T: Args + Serialize + DeserializeOwned,
+{
+    let mut merged = toml::Table::new();
+    if let Some(path) = path {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let known = option_names::<T>();
+        if let Some(unknown) = file
+            .keys()
+            .find(|k| !known.contains(k) && !tolerated.contains(k))
+        {
+            bail!(
+                "{}: unknown option '{unknown}'; allowed: {}",
+                path.display(),
+                known.join(", ")
+            );
+        }
+        merged = file
+            .into_iter()
+            .filter(|(k, _)| known.contains(k))
+            .collect();
+    }
+    let flags = match toml::Value::try_from(cli).context("collecting the options")? {
+        toml::Value::Table(t) => t,
+        _ => toml::Table::new(),
+    };
+    for (key, value) in flags {
+        if value != toml::Value::Boolean(false) || !merged.contains_key(&key) {
+            merged.insert(key, value);
+        }
+    }
+    let what = path.map_or_else(|| "the options".to_string(), |p| p.display().to_string());
+    toml::Value::Table(merged)
+        .try_into()
+        .with_context(|| format!("reading {what}"))
+}
+
+/// Formats the staleness histogram's non-empty buckets as `τ:count` pairs.
+pub fn histogram_line(histogram: &[u64]) -> String {
+    let parts: Vec<String> = histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(tau, n)| {
+            if tau + 1 == STALENESS_BUCKETS {
+                format!("{tau}+:{n}")
+            } else {
+                format!("{tau}:{n}")
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "(no pushes)".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Prints the final lines of a server's summary.
+pub fn print_summary(label: &str, summary: &Summary) {
+    let eval = summary.last_eval.as_ref().map_or_else(
+        || "no evaluation".to_string(),
+        |e| {
+            format!(
+                "final test accuracy {} (loss {:.4}, {} examples) at version {}",
+                e.stats
+                    .accuracy
+                    .map_or_else(|| "-".into(), |a| format!("{a:.4}")),
+                e.stats.loss,
+                e.stats.examples,
+                e.version
+            )
+        },
+    );
+    println!("{label}: {eval}");
+    let max = summary
+        .workers
+        .iter()
+        .map(|w| w.max_staleness)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{} updates in {:.1} s: {:.1} updates/s; {} pushes, staleness mean {:.2}, max {}; refused: {} stale, {} non-finite",
+        summary.updates,
+        summary.elapsed_s,
+        summary.updates_per_s,
+        summary.pushes,
+        summary.mean_staleness,
+        max,
+        summary.refusals.stale,
+        summary.refusals.non_finite
+    );
+    println!(
+        "staleness histogram (tau:pushes): {}",
+        histogram_line(&summary.histogram)
+    );
+}
+
+/// One line per worker report.
+pub fn worker_line(r: &WorkerReport) -> String {
+    let loss = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    format!(
+        "worker {}: {} pushes ({} applied, {} buffered, {} refused stale), mean staleness {:.2}, batch loss {} -> {}, {:.1} s, stopped: {}{}",
+        r.worker_id,
+        r.pushes,
+        r.applied,
+        r.buffered,
+        r.refused_stale,
+        r.mean_staleness,
+        loss(r.first_loss),
+        loss(r.last_loss),
+        r.elapsed_s,
+        r.stopped,
+        r.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+    )
+}
+
+/// Runs `stagewise asgd`.
+pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
+    let args = merge_with_file(&args, args.config.as_deref(), &[])?;
+    let workers = args.workers.unwrap_or(4);
+    if workers == 0 || workers > MAX_WORKERS {
+        bail!("--workers {workers} is out of range; allowed: 1 ..= {MAX_WORKERS}");
+    }
+    if let Some(s) = args.max_seconds {
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--max-seconds {s} is out of range; allowed: a finite number > 0");
+        }
+    }
+    let kind = args.model.kind();
+    let seed = args.model.seed();
+    let plan = args.model.plan()?;
+    let (data, splits) = args.model.load()?;
+    let n_train = splits.train.len() as u64;
+    if (workers as u64) > n_train {
+        bail!("--workers {workers} is more than the {n_train} training examples");
+    }
+    let layout = plan.layout(n_train)?;
+    let server = args
+        .server
+        .server_config(args.model.model_id(None), &plan, n_train, workers)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/asgd"));
+    // One clock for every worker: the number of gradients computed is the server version
+    // (one update per gradient), or M gradients per update under the synchronous policy.
+    let clock = if args.server.is_sync() {
+        StepClock::shared().with_scale(1.0 / workers as f64)
+    } else {
+        StepClock::shared()
+    };
+    let sources = (0..workers)
+        .map(|i| {
+            let sizing = args.model.sizing(&layout, &clock)?;
+            let w = ModelWorker::new(kind, &splits.train, i, workers, &data, sizing, seed)?;
+            Ok(Box::new(w) as Box<dyn GradientSource>)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let evaluator = ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?;
+    let config = AsgdConfig {
+        server,
+        init: ParamInit::default(),
+        max_seconds: args.max_seconds,
+        metrics_dir: Some(out.clone()),
+    };
+    let budget = config.server.max_updates.unwrap_or(layout.total_steps());
+    if !args.quiet {
+        if kind == ModelKind::ResNet {
+            eprintln!(
+                "note: BatchNorm running statistics are not synchronized through the parameter \
+                 server; resnet test accuracy is computed with initial statistics"
+            );
+        }
+        eprintln!(
+            "asgd: {kind} on {:?} ({n_train} training examples), {workers} workers, policy {}, \
+             {budget} updates, writing to {}\n{plan}",
+            data.dataset,
+            config.server.policy.name(),
+            out.display()
+        );
+    }
+    let report = stagewise_ps::run_in_process_from(
+        config.clone(),
+        initial_params(kind, seed),
+        sources,
+        Some(Box::new(evaluator)),
+    )?;
+    let path = out.join("workers.json");
+    let text = serde_json::to_string_pretty(&report.workers)?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let path = out.join("config.json");
+    let text = serde_json::to_string_pretty(&config)?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    if !args.quiet {
+        for w in &report.workers {
+            eprintln!("{}", worker_line(w));
+        }
+    }
+    print_summary(&out.display().to_string(), &report.summary);
+    if report.workers.iter().all(|w| w.error.is_some()) {
+        let first = report.workers.iter().find_map(|w| w.error.clone());
+        bail!("every worker failed: {}", first.unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_line_shows_non_empty_buckets_and_the_overflow() {
+        let mut h = vec![0u64; STALENESS_BUCKETS];
+        h[0] = 3;
+        h[2] = 1;
+        h[STALENESS_BUCKETS - 1] = 7;
+        assert_eq!(histogram_line(&h), "0:3 2:1 63+:7");
+        assert_eq!(histogram_line(&[]), "(no pushes)");
+    }
+
+    #[test]
+    fn policy_flags_must_match_the_policy() {
+        let mut s = ServerArgs {
+            policy: Some(PolicyKind::Bounded),
+            ..Default::default()
+        };
+        assert!(s.policy(2).is_err(), "bounded needs --max-staleness");
+        s.max_staleness = Some(3);
+        assert_eq!(
+            s.policy(2).unwrap(),
+            PolicyConfig::Bounded {
+                max_staleness: 3,
+                on_stale: OnStale::Refuse
+            }
+        );
+        s.policy = Some(PolicyKind::Asgd);
+        assert!(s.policy(2).is_err(), "--max-staleness without bounded");
+        let s = ServerArgs {
+            policy: Some(PolicyKind::DcAsgd),
+            lambda: Some(-1.0),
+            ..Default::default()
+        };
+        assert!(s.policy(2).is_err(), "negative lambda");
+        let s = ServerArgs {
+            policy: Some(PolicyKind::Sync),
+            ..Default::default()
+        };
+        assert_eq!(s.policy(3).unwrap(), PolicyConfig::Sync { workers: 3 });
+    }
+
+    #[test]
+    fn file_options_fill_gaps_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("stagewise-asgd-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        std::fs::write(
+            &path,
+            "workers = 3\nmodel = \"mlp\"\nlr = 0.1\naugment = true\npolicy = \"staleness-aware\"\n",
+        )
+        .unwrap();
+        let cli = AsgdArgs {
+            workers: Some(5),
+            ..Default::default()
+        };
+        let merged = merge_with_file(&cli, Some(&path), &[]).unwrap();
+        assert_eq!(merged.workers, Some(5));
+        assert_eq!(merged.model.model, Some(ModelKind::Mlp));
+        assert_eq!(merged.model.lr, Some(0.1));
+        assert!(merged.model.augment);
+        assert_eq!(merged.server.policy, Some(PolicyKind::StalenessAware));
+        std::fs::write(&path, "wrokers = 3\n").unwrap();
+        let err = merge_with_file(&cli, Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown option 'wrokers'"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

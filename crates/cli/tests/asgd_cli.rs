@@ -1,0 +1,311 @@
+//! End-to-end tests of `stagewise asgd` and `stagewise ps serve|worker`, running the built
+//! binary on synthetic data (offline, small, each well under a minute).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stagewise");
+
+/// A fresh temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("stagewise-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Child processes killed when the test ends, however it ends.
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit within `limit`, killing it otherwise; returns its output.
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < limit,
+        "process ran past {limit:?} and was killed; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Options that make a small, fast, learnable run on synthetic data.
+const SMALL: &[&str] = &[
+    "--dataset",
+    "synthetic",
+    "--model",
+    "mlp",
+    "--train-subset",
+    "800",
+    "--test-subset",
+    "400",
+    "--recipe",
+    "constant",
+    "--lr",
+    "0.1",
+    "--momentum",
+    "0.5",
+    "--nu",
+    "1",
+    "--batch",
+    "32",
+    "--epochs",
+    "3",
+    "--seed",
+    "3",
+];
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The accuracy printed in "final test accuracy X".
+fn final_accuracy(stdout: &str) -> f64 {
+    let rest = stdout
+        .split("final test accuracy ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no final test accuracy in:\n{stdout}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn in_process_asgd_learns_and_writes_its_files() {
+    let dir = TempDir::new("asgd-in-process");
+    let out = dir.path().join("run");
+    let child = Command::new(BIN)
+        .arg("asgd")
+        .args(["--workers", "2", "--eval-every", "25", "--log-every", "10"])
+        .args(SMALL)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_output(child, Duration::from_secs(90));
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+    // 10 classes: chance is 0.1.
+    let acc = final_accuracy(&stdout);
+    assert!(acc > 0.5, "accuracy {acc}:\n{stdout}");
+    assert!(stdout.contains("updates/s"), "{stdout}");
+    assert!(stdout.contains("staleness histogram"), "{stdout}");
+    // 3 epochs of 800 examples in batches of 32: 75 updates.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["final_version"], 75);
+    assert_eq!(summary["policy"], "asgd");
+    assert_eq!(summary["workers"].as_array().unwrap().len(), 2);
+    let evals = std::fs::read_to_string(out.join("eval.csv")).unwrap();
+    // Header, versions 25, 50, 75 (and the final evaluation at 75 again, at most).
+    assert!(evals.lines().count() >= 4, "{evals}");
+    let train = std::fs::read_to_string(out.join("train.csv")).unwrap();
+    assert!(train.lines().count() >= 7, "{train}");
+    let workers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("workers.json")).unwrap()).unwrap();
+    let pushes: u64 = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pushes"].as_u64().unwrap())
+        .sum();
+    assert!(pushes >= 75, "{workers}");
+    assert!(out.join("config.json").exists());
+}
+
+#[test]
+fn bad_options_are_errors_not_panics() {
+    for args in [
+        &["asgd", "--workers", "0"][..],
+        &["asgd", "--policy", "bounded", "--dataset", "synthetic"],
+        &["asgd", "--policy", "asgd", "--lambda", "0.1"],
+        &["ps", "serve", "--shard", "2/2", "--dataset", "synthetic"],
+        &[
+            "ps",
+            "worker",
+            "--server",
+            "http://127.0.0.1:1",
+            "--workers",
+            "2",
+        ],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// Starts `ps serve` with `args` and the token `token`; returns it and its address.
+fn start_server(children: &mut Children, token: &str, args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .args(["ps", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("STAGEWISE_PS_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    children.0.push(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server printed no LISTENING line within 30 s");
+    let addr = line
+        .strip_prefix("LISTENING ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    // Keep draining the server's stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    format!("http://{addr}")
+}
+
+fn spawn_worker(url: &str, id: usize, token: &str, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["ps", "worker", "--server", url, "--workers", "2"])
+        .args([
+            "--worker-id",
+            &id.to_string(),
+            "--connect-timeout-ms",
+            "5000",
+        ])
+        .args(SMALL)
+        .args(extra)
+        .env("STAGEWISE_PS_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn server_and_two_worker_processes_train_over_loopback() {
+    let dir = TempDir::new("ps-loopback");
+    let metrics = dir.path().join("server");
+    let metrics_arg = metrics.to_string_lossy().into_owned();
+    let mut children = Children::default();
+    let token = "loopback-secret-1";
+    let url = start_server(
+        &mut children,
+        token,
+        &[
+            &[
+                "--workers",
+                "2",
+                "--linger-ms",
+                "500",
+                "--out",
+                &metrics_arg,
+            ][..],
+            SMALL,
+        ]
+        .concat(),
+    );
+    let workers: Vec<Child> = (0..2).map(|i| spawn_worker(&url, i, token, &[])).collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        let out = wait_output(w, Duration::from_secs(90));
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "worker {i}: {stdout}\n{}",
+            text(&out.stderr)
+        );
+        assert!(stdout.contains(&format!("worker {i}: ")), "{stdout}");
+        assert!(stdout.contains("stopped: server finished"), "{stdout}");
+    }
+    // The server exits by itself once its budget is spent and it has lingered.
+    let server = children.0.pop().unwrap();
+    let out = wait_output(server, Duration::from_secs(30));
+    assert!(out.status.success(), "server: {}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(metrics.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["final_version"], 75, "{summary}");
+    let seen: Vec<u64> = summary["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["worker_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, [0, 1], "{summary}");
+    let acc = summary["last_eval"]["stats"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5, "accuracy {acc}: {summary}");
+    assert_eq!(summary["refusals"]["unauthenticated"], 0);
+}
+
+#[test]
+fn a_worker_with_the_wrong_token_is_refused() {
+    let mut children = Children::default();
+    let url = start_server(&mut children, "the-right-token", SMALL);
+    let worker = spawn_worker(&url, 0, "a-wrong-token", &[]);
+    let out = wait_output(worker, Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing or wrong token"), "{stderr}");
+    // And a worker without any token too.
+    let out = Command::new(BIN)
+        .args([
+            "ps",
+            "worker",
+            "--server",
+            &url,
+            "--workers",
+            "1",
+            "--worker-id",
+            "0",
+        ])
+        .args(SMALL)
+        .env_remove("STAGEWISE_PS_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing or wrong token"), "{stderr}");
+}

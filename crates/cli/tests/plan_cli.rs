@@ -1,0 +1,400 @@
+//! End-to-end tests of `stagewise plan explain|recommend|convert` (and `show`), running the
+//! built binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stagewise");
+
+/// A fresh temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("stagewise-plan-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running the stagewise binary")
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&ok(args)).expect("valid JSON on stdout")
+}
+
+fn approx(v: &Value, x: f64) -> bool {
+    v.as_f64().is_some_and(|y| (y - x).abs() < 1e-9)
+}
+
+#[test]
+fn recommend_writes_a_plan_that_explain_accepts() {
+    let dir = TempDir::new("recommend");
+    let file = dir.path().join("plan.toml");
+    let f = file.to_str().unwrap();
+    let text = ok(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--batch",
+        "128",
+        "--epochs",
+        "30",
+        "--stages",
+        "4",
+        "--drop",
+        "2",
+        "--out",
+        f,
+    ]);
+    assert!(
+        text.starts_with("recommended start: α0 = 1, β0 = 0.9, ν = 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("no warnings"), "{text}");
+    assert!(text.contains("plan written to"));
+    // The file is a valid plan; `show` and `explain` read it.
+    let shown = ok(&["plan", "show", f]);
+    assert!(shown.contains("plan: stagewise") && shown.contains("0.947368"));
+    let ex = json(&["plan", "explain", f, "--json"]);
+    let stages = ex["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4);
+    assert!(approx(&stages[0]["lr"], 1.0) && approx(&stages[3]["lr"], 0.125));
+    assert_eq!(stages[3]["batch_size"], 16);
+    let warnings: Vec<&Value> = ex["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["severity"] == "warning")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
+    let v = json(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--workers",
+        "8",
+        "--h-max",
+        "1",
+        "--json",
+    ]);
+    let rec = &v["recommendation"];
+    assert!(approx(&rec["converted"]["lr"], 1.0));
+    let cap = (std::f64::consts::PI / 30.0).sin(); // ½ · 2 sin(π/(2·15))
+    assert!(approx(&rec["initial"]["lr"], cap), "{}", rec["initial"]);
+    assert!(approx(&rec["initial"]["beta"], 0.2));
+    assert_eq!(rec["asgd"]["tau"], 7);
+    assert_eq!(rec["asgd"]["lr"]["capped"], true);
+    assert!(approx(&rec["asgd"]["implicit_momentum"], 0.875));
+    assert!(approx(&rec["plan"]["stages"][0]["lr"], cap));
+    assert_eq!(v["explanation"]["stages"].as_array().unwrap().len(), 4);
+    // Without --h-max the lr is linear-scaled and the output says it is not capped.
+    let text = ok(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--workers",
+        "8",
+    ]);
+    assert!(
+        text.starts_with("recommended start: α0 = 8, β0 = 0.2"),
+        "{text}"
+    );
+    assert!(text.contains("no h_max given"), "{text}");
+}
+
+#[test]
+fn explain_flags_the_step_recipe_and_an_unstable_stage() {
+    let dir = TempDir::new("explain");
+    let step = dir.path().join("step.toml");
+    let toml = ok(&["plan", "show", "--recipe", "step", "--toml"]);
+    std::fs::write(&step, toml).unwrap();
+    let s = step.to_str().unwrap();
+    let text = ok(&[
+        "plan",
+        "explain",
+        s,
+        "--spectrum",
+        "isotropic:d=100,h=1,c=1",
+        "--h-max",
+        "40",
+    ]);
+    assert!(text.contains("[BROKEN] α/b constant"), "{text}");
+    assert!(text.contains("stage 2: α/b = 3.90625e-4 differs from stage 1's 7.8125e-4 by -50%"));
+    assert!(text.contains("bound proxy"));
+
+    let unstable = dir.path().join("unstable.toml");
+    std::fs::write(
+        &unstable,
+        "[[stages]]\nepochs = 1\nlr = 0.01\nbeta = 0.0\nnu = 0.0\nbatch_size = 100\n\
+         [[stages]]\nepochs = 1\nlr = 0.5\nbeta = 0.0\nnu = 0.0\nbatch_size = 100\n",
+    )
+    .unwrap();
+    let u = unstable.to_str().unwrap();
+    let text = ok(&["plan", "explain", u, "--n-train", "1000", "--h-max", "40"]);
+    assert!(
+        text.contains("stage 2 is unstable for curvature 40: α = 0.5 ≥ α_max = 0.05"),
+        "{text}"
+    );
+    let v = json(&["plan", "explain", u, "--h-max", "40", "--json"]);
+    assert_eq!(v["stages"][1]["stable"], false);
+    assert_eq!(v["h_max"], 40.0);
+
+    // A spectrum file (CSV) works like the isotropic specification.
+    let csv = dir.path().join("spec.csv");
+    std::fs::write(&csv, "h,c\n1,1\n1,1\n").unwrap();
+    let v = json(&[
+        "plan",
+        "explain",
+        s,
+        "--spectrum",
+        csv.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["bound"]["dim"], 2);
+    assert!(v["bound"]["kl"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn convert_prints_alpha_beta_nu() {
+    let text = ok(&[
+        "plan",
+        "convert",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+    ]);
+    assert!(
+        text.contains("α = 1\n") && text.contains("β = 0.9\n") && text.contains("ν = 1\n"),
+        "{text}"
+    );
+    let v = json(&[
+        "plan",
+        "convert",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--json",
+    ]);
+    assert!(approx(&v["alpha"], 1.0) && approx(&v["nu"], 0.9));
+    assert_eq!(v["pytorch_sgd"]["nesterov"], true);
+    let v = json(&[
+        "plan", "convert", "--from", "pid", "--kp", "-0.1", "--ki", "0.1", "--kd", "0.9", "--json",
+    ]);
+    assert!(approx(&v["alpha"], 0.1) && approx(&v["beta"], 0.9));
+    assert!(approx(&v["nu"], 1.0 / 9.0));
+    let v = json(&[
+        "plan",
+        "convert",
+        "--from",
+        "snv",
+        "--alpha-s",
+        "0.1",
+        "--beta1",
+        "0.8",
+        "--beta2",
+        "0.3",
+        "--json",
+    ]);
+    assert!(approx(&v["alpha"], 0.5) && approx(&v["nu"], 0.925));
+    // Triple momentum is robust momentum at ρ = 1 − 1/√κ.
+    let t = json(&[
+        "plan",
+        "convert",
+        "--from",
+        "triple",
+        "--smoothness",
+        "1",
+        "--kappa",
+        "100",
+        "--json",
+    ]);
+    let r = json(&[
+        "plan",
+        "convert",
+        "--from",
+        "robust",
+        "--smoothness",
+        "1",
+        "--kappa",
+        "100",
+        "--rho",
+        "0.9",
+        "--json",
+    ]);
+    assert_eq!(t["alpha"], r["alpha"]);
+    let a = json(&[
+        "plan", "convert", "--from", "accsgd", "--delta", "0.1", "--kappa", "1000", "--xi", "10",
+        "--json",
+    ]);
+    assert!(approx(&a["alpha"], 0.1 * 0.7 * 11.0 / 1.7));
+    // QHM back to PyTorch.
+    let v = json(&[
+        "plan",
+        "convert",
+        "--from",
+        "qhm",
+        "--lr",
+        "1",
+        "--beta",
+        "0.9",
+        "--nu",
+        "0.9",
+        "--to",
+        "pytorch-sgd",
+        "--json",
+    ]);
+    assert!(approx(&v["lr"], 0.1) && approx(&v["momentum"], 0.9));
+    assert_eq!(v["nesterov"], true);
+}
+
+#[test]
+fn errors_name_the_field_and_the_allowed_range() {
+    let e = fails(&[
+        "plan",
+        "convert",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "1.2",
+    ]);
+    assert!(
+        e.contains("'momentum' = 1.2") && e.contains("0 <= momentum < 1"),
+        "{e}"
+    );
+    let e = fails(&[
+        "plan", "convert", "--from", "pid", "--kp", "-0.1", "--ki", "0.1",
+    ]);
+    assert!(e.contains("needs --kd"), "{e}");
+    let e = fails(&[
+        "plan", "convert", "--from", "pid", "--kp", "-0.1", "--ki", "0.1", "--kd", "0.9", "--lr",
+        "1",
+    ]);
+    assert!(e.contains("--lr is not a parameter of --from pid"), "{e}");
+    let e = fails(&[
+        "plan",
+        "convert",
+        "--from",
+        "qhm",
+        "--lr",
+        "1",
+        "--beta",
+        "0.9",
+        "--nu",
+        "0.7",
+        "--to",
+        "pytorch-sgd",
+    ]);
+    assert!(e.contains("no PyTorch SGD equivalent"), "{e}");
+    let e = fails(&["plan", "recommend", "--from", "adam", "--lr", "0.001"]);
+    assert!(e.contains("no exact QHM conversion"), "{e}");
+    let e = fails(&["plan", "recommend", "--from", "pytorch-sgd", "--lr", "0.1"]);
+    assert!(e.contains("needs --momentum"), "{e}");
+    let e = fails(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--batch",
+        "0",
+    ]);
+    assert!(e.contains("'batch'") && e.contains("batch >= 1"), "{e}");
+    let dir = TempDir::new("errors");
+    let plan = dir.path().join("p.toml");
+    std::fs::write(&plan, ok(&["plan", "show", "--recipe", "step", "--toml"])).unwrap();
+    let p = plan.to_str().unwrap();
+    let e = fails(&["plan", "explain", p, "--n-train", "0"]);
+    assert!(e.contains("n_train") && e.contains(">= 1"), "{e}");
+    let e = fails(&[
+        "plan",
+        "explain",
+        p,
+        "--spectrum",
+        "isotropic:d=10,h=-1,c=1",
+    ]);
+    assert!(e.contains("spectrum.h") && e.contains("> 0"), "{e}");
+    let e = fails(&["plan", "explain", p, "--spectrum", "/nonexistent/s.json"]);
+    assert!(e.contains("/nonexistent/s.json"), "{e}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[stages]]\nepochs = 1\nlr = 0.1\nbeta = 1.5\nnu = 0.7\nbatch_size = 8\n",
+    )
+    .unwrap();
+    let e = fails(&["plan", "explain", bad.to_str().unwrap()]);
+    assert!(
+        e.contains("stage 1") && e.contains("'beta'") && e.contains("0 <= beta < 1"),
+        "{e}"
+    );
+    // Unknown method: clap lists the allowed values.
+    let e = fails(&["plan", "convert", "--from", "lion", "--lr", "1"]);
+    assert!(e.contains("pytorch-sgd") && e.contains("tso"), "{e}");
+}

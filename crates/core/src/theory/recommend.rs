@@ -1,0 +1,441 @@
+//! From a familiar optimizer setting to a multistage QHM plan, with the reasons.
+//!
+//! [`recommend`] converts the user's setting to normalized QHM (theory.md §1), optionally
+//! adjusts it for asynchronous SGD with M workers (§4), and builds the plan with the
+//! `stagewise` recipe (§3.4, \[C\] PC's rule): at each of the n − 1 drops α/r, b/r,
+//! β/(1−β)·r and stage length ·r, ν fixed.
+//!
+//! Conversions (stage 1 of the plan is then the same optimizer as the user's setting):
+//!
+//! | `--from` | α0 | β0 | ν | source |
+//! |---|---|---|---|---|
+//! | `pytorch-sgd` (lr η, momentum m) | η/(1−m) | m | 1 | \[Q\] qhoptim `test_momentum_equiv` |
+//! | `pytorch-nesterov` (lr η, momentum m) | η/(1−m) | m | m | \[Q\] qhoptim `test_nesterov_equiv` |
+//! | `qhm` (α, β, ν) | α | β | ν | — |
+//! | `adam` | refused | | | no exact conversion (see [`Setting::Adam`]) |
+//!
+//! **Asynchronous SGD** (`workers = Some(M)`), theory.md §4 \[D/R\]:
+//!
+//! - staleness τ ≈ M − 1 (round-robin homogeneous workers);
+//! - the learning rate comes from [`recommend_lr`]: linear scaling α0·M (the user's α0 was
+//!   tuned with one worker at the same batch per worker; PC's SGP rule α_ref·b·M/256 \[C\]),
+//!   capped at ½ of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is
+//!   known. Without h_max there is no cap, and a warning says so;
+//! - asynchrony acts as an implicit momentum 1 − 1/M ([`implicit_momentum`]), so the explicit
+//!   β0 is reduced to the value that, combined with the asynchrony, gives the converted β0
+//!   back ([`explicit_momentum_for_target`], default rule [`MomentumMatch::DcGain`]:
+//!   1 − β0_explicit = M(1 − β0)). When asynchrony alone exceeds β0 the exact answer is a
+//!   negative momentum, which plans do not allow: β0 is then 0, with a warning.
+//!
+//! ```
+//! use stagewise_core::theory::{recommend, RecommendOptions, Setting};
+//! let r = recommend(&RecommendOptions::new(Setting::PytorchSgd { lr: 0.1, momentum: 0.9 }))
+//!     .unwrap();
+//! assert!((r.plan.stages[0].lr - 1.0).abs() < 1e-12); // α0 = 0.1/(1 − 0.9)
+//! assert_eq!(r.plan.stages[0].nu, 1.0);
+//! assert_eq!(r.plan.stages.len(), 4);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::asgd::{
+    compose_momentum, explicit_momentum_for_target, implicit_momentum, recommend_lr, AsgdLrOptions,
+    LrRecommendation, MomentumMatch,
+};
+use super::explain::AdviceError;
+use super::qhm::QhmParams;
+use crate::optim::conventions::{from_pytorch_sgd, rule_of_thumb};
+use crate::optim::QhmHyper;
+use crate::schedule::{fmt_num, Plan, Recipe, RecipeParams};
+
+/// The optimizer setting a user starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum Setting {
+    /// PyTorch `SGD(lr, momentum, dampening=0)`: QHM α = lr/(1−m), β = m, ν = 1 \[Q\].
+    PytorchSgd {
+        /// Unnormalized learning rate η (> 0).
+        lr: f64,
+        /// Momentum m ∈ [0, 1).
+        momentum: f64,
+    },
+    /// PyTorch `SGD(lr, momentum, nesterov=True)`: α = lr/(1−m), β = m, ν = m \[Q\].
+    PytorchNesterov {
+        /// Unnormalized learning rate η (> 0).
+        lr: f64,
+        /// Momentum m ∈ [0, 1).
+        momentum: f64,
+    },
+    /// Normalized QHM (α, β, ν), used as is.
+    Qhm {
+        /// α (> 0).
+        lr: f64,
+        /// β ∈ [0, 1).
+        beta: f64,
+        /// ν ∈ [0, 1].
+        nu: f64,
+    },
+    /// Adam(lr, β₁, β₂). **Refused**: Adam divides each coordinate by √v̂, so its learning
+    /// rate has no QHM equivalent and theory.md §1 gives no conversion. qhoptim's rule of
+    /// thumb moves Adam to QHAdam (ν₁ = 0.7, β₁ = 0.995, ν₂ = 1, same lr) \[Q\], which is not a
+    /// QHM plan; the error says so and suggests a QHM starting point.
+    Adam {
+        /// Learning rate.
+        lr: f64,
+        /// β₁.
+        beta1: f64,
+        /// β₂.
+        beta2: f64,
+    },
+}
+
+impl Setting {
+    /// The method's name as the CLI spells it (`pytorch-sgd`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setting::PytorchSgd { .. } => "pytorch-sgd",
+            Setting::PytorchNesterov { .. } => "pytorch-nesterov",
+            Setting::Qhm { .. } => "qhm",
+            Setting::Adam { .. } => "adam",
+        }
+    }
+
+    /// The exact QHM form of the setting and the reason, in words.
+    ///
+    /// # Errors
+    /// [`AdviceError::Optim`] naming the field out of range, or [`AdviceError::Unsupported`]
+    /// for [`Setting::Adam`].
+    pub fn to_qhm(&self) -> Result<(QhmHyper, String), AdviceError> {
+        match *self {
+            Setting::PytorchSgd { lr, momentum } | Setting::PytorchNesterov { lr, momentum } => {
+                let nesterov = matches!(self, Setting::PytorchNesterov { .. });
+                let h = from_pytorch_sgd(lr, momentum, nesterov)?;
+                let why = format!(
+                    "{} lr {}, momentum {} is exactly QHM with α = lr/(1−m) = {}, β = m = {}, \
+                     ν = {} (theory.md §1, [Q] qhoptim {})",
+                    self.name(),
+                    fmt_num(lr),
+                    fmt_num(momentum),
+                    fmt_num(h.lr),
+                    fmt_num(h.beta),
+                    if nesterov { "m" } else { "1" },
+                    if nesterov {
+                        "test_nesterov_equiv"
+                    } else {
+                        "test_momentum_equiv"
+                    }
+                );
+                Ok((h, why))
+            }
+            Setting::Qhm { lr, beta, nu } => {
+                let h = QhmHyper::checked(lr, beta, nu)?;
+                if lr == 0.0 {
+                    return Err(AdviceError::invalid("lr", lr, "a finite number > 0"));
+                }
+                Ok((
+                    h,
+                    format!(
+                        "QHM α = {}, β = {}, ν = {} is used as is",
+                        fmt_num(lr),
+                        fmt_num(beta),
+                        fmt_num(nu)
+                    ),
+                ))
+            }
+            Setting::Adam { lr, beta1, .. } => {
+                let tip = rule_of_thumb(0.1, 0.9).map_or(String::new(), |h| {
+                    format!(
+                        " A common QHM starting point is PyTorch SGD lr 0.1, momentum 0.9 \
+                         (α = {}, β = 0.9, ν = 1; qhoptim's rule of thumb would use ν = {}, \
+                         β = {}).",
+                        fmt_num(h.lr),
+                        fmt_num(h.nu),
+                        fmt_num(h.beta)
+                    )
+                });
+                Err(AdviceError::Unsupported(format!(
+                    "adam (lr {}, beta1 {}) has no exact QHM conversion: Adam divides each \
+                     coordinate by sqrt(v̂), so its lr is not comparable to a QHM α (theory.md §1). \
+                     qhoptim's rule of thumb moves Adam to QHAdam with nu1 = 0.7, beta1 = 0.995, \
+                     nu2 = 1 and the same lr, but a stagewise plan schedules QHM's α, β, ν. Tune \
+                     a QHM or SGD learning rate and use --from qhm or --from pytorch-sgd.{tip}",
+                    fmt_num(lr),
+                    fmt_num(beta1)
+                )))
+            }
+        }
+    }
+}
+
+/// Options of [`recommend`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendOptions {
+    /// The user's optimizer setting.
+    pub setting: Setting,
+    /// Initial batch size b0 (per worker with `workers`), ≥ 1 (default 128).
+    pub batch: u64,
+    /// Total epochs, ≥ `stages` (default 30).
+    pub epochs: u64,
+    /// Number of stages n ≥ 1 (default 4).
+    pub stages: usize,
+    /// Drop factor r ≥ 1 (default 2).
+    pub drop: f64,
+    /// ν of the plan instead of the converted one (stage 1 then differs from the setting).
+    pub nu: Option<f64>,
+    /// Number of asynchronous workers M ≥ 1 (ASGD), if any.
+    pub workers: Option<u32>,
+    /// Largest Hessian eigenvalue, if known: caps the ASGD learning rate.
+    pub h_max: Option<f64>,
+    /// How explicit and implicit momentum are combined (ASGD only).
+    pub momentum_match: MomentumMatch,
+}
+
+impl RecommendOptions {
+    /// Defaults (batch 128, 30 epochs, 4 stages, drop 2, no ASGD) for `setting`.
+    pub fn new(setting: Setting) -> Self {
+        let d = RecipeParams::default();
+        Self {
+            setting,
+            batch: d.batch,
+            epochs: d.epochs,
+            stages: d.stages,
+            drop: d.drop,
+            nu: None,
+            workers: None,
+            h_max: None,
+            momentum_match: MomentumMatch::DcGain,
+        }
+    }
+}
+
+/// The asynchronous-SGD part of a [`Recommendation`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsgdAdvice {
+    /// Number of workers M.
+    pub workers: u32,
+    /// Staleness assumed, τ = M − 1.
+    pub tau: u32,
+    /// Implicit momentum of asynchrony, 1 − 1/M.
+    pub implicit_momentum: f64,
+    /// The learning-rate recommendation of [`recommend_lr`].
+    pub lr: LrRecommendation,
+    /// The converted β0 that the total momentum should match.
+    pub target_momentum: f64,
+    /// The rule used to combine momenta.
+    pub momentum_match: MomentumMatch,
+    /// Exact explicit momentum for the target (may be negative).
+    pub explicit_momentum_exact: f64,
+    /// The explicit β0 of the plan (the exact value, clamped at 0).
+    pub explicit_momentum: f64,
+    /// Total effective momentum of the plan's stage 1 with M workers.
+    pub total_momentum: f64,
+}
+
+/// The output of [`recommend`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The user's setting.
+    pub setting: Setting,
+    /// Its exact QHM form.
+    pub converted: QhmParams,
+    /// (α0, β0, ν) given to the recipe (after the ASGD adjustments and `nu`).
+    pub initial: QhmParams,
+    /// The ASGD adjustments, when `workers` was given.
+    pub asgd: Option<AsgdAdvice>,
+    /// The recipe parameters used.
+    pub recipe: RecipeParams,
+    /// The plan (stagewise recipe).
+    pub plan: Plan,
+    /// Why each number is what it is.
+    pub reasons: Vec<String>,
+    /// Things to check before using the plan.
+    pub warnings: Vec<String>,
+}
+
+/// Builds the stagewise plan for a user's setting; see the [module documentation](self).
+///
+/// # Errors
+/// [`AdviceError`] naming the field and allowed range for any invalid input (lr, momentum,
+/// batch, epochs, stages, drop, nu, workers, h_max), [`AdviceError::Unsupported`] for Adam.
+pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError> {
+    let (h, why) = opts.setting.to_qhm()?;
+    let converted = QhmParams {
+        lr: h.lr,
+        beta: h.beta,
+        nu: h.nu,
+    };
+    let mut reasons = vec![why];
+    let mut warnings = Vec::new();
+    if let Some(x) = opts.h_max {
+        if !(x.is_finite() && x > 0.0) {
+            return Err(AdviceError::invalid("h_max", x, "a finite number > 0"));
+        }
+    }
+    let nu = match opts.nu {
+        Some(nu) => {
+            if !(0.0..=1.0).contains(&nu) {
+                return Err(AdviceError::invalid("nu", nu, "in [0, 1]"));
+            }
+            if nu != h.nu {
+                reasons.push(format!(
+                    "ν = {} instead of the converted {} (--nu): stage 1 is no longer exactly \
+                     your setting",
+                    fmt_num(nu),
+                    fmt_num(h.nu)
+                ));
+            }
+            nu
+        }
+        None => h.nu,
+    };
+    let (mut lr, mut beta) = (h.lr, h.beta);
+
+    let asgd = match opts.workers {
+        None => None,
+        Some(m) => {
+            implicit_momentum(m)?;
+            let mut o = AsgdLrOptions::new(h.lr, opts.batch as f64, m);
+            o.reference_batch = opts.batch as f64;
+            o.lambda_max = opts.h_max;
+            let rec = recommend_lr(&o)?;
+            let q = implicit_momentum(m)?;
+            let exact = explicit_momentum_for_target(h.beta, m, opts.momentum_match)?;
+            let explicit = exact.max(0.0);
+            let total = compose_momentum(explicit, m, opts.momentum_match)?;
+            reasons.push(format!(
+                "ASGD with M = {m} workers: staleness τ ≈ M − 1 = {} (round-robin workers, \
+                 theory.md §4.1)",
+                m - 1
+            ));
+            match (rec.stability_limit, rec.capped) {
+                (Some(limit), true) => reasons.push(format!(
+                    "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP \
+                     code) is capped at ½ of the delayed-SGD stability limit \
+                     2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {}: α0 = {}",
+                    fmt_num(rec.linear_scaled),
+                    fmt_num(limit),
+                    fmt_num(opts.h_max.unwrap_or(f64::NAN)),
+                    fmt_num(rec.lr)
+                )),
+                (Some(limit), false) => reasons.push(format!(
+                    "learning rate: linear scaling α0·M = {} (theory.md §4.2) is below ½ of the \
+                     delayed-SGD stability limit {} for h_max = {}: kept",
+                    fmt_num(rec.linear_scaled),
+                    fmt_num(limit),
+                    fmt_num(opts.h_max.unwrap_or(f64::NAN)),
+                )),
+                (None, _) => {
+                    reasons.push(format!(
+                        "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP \
+                         code), not capped",
+                        fmt_num(rec.linear_scaled)
+                    ));
+                    if m > 1 {
+                        warnings.push(format!(
+                            "no h_max given: the staleness cap could not be applied. With τ = {} \
+                             delayed SGD is stable only for α < 2 sin(π/(2(2τ+1)))/h_max = {}/h_max; \
+                             α0 = {} needs h_max < {}. Give --h-max (largest Hessian eigenvalue) \
+                             to cap it",
+                            m - 1,
+                            fmt_num(super::staleness_stability_limit(m - 1)),
+                            fmt_num(rec.lr),
+                            fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
+                        ));
+                    }
+                }
+            }
+            reasons.push(format!(
+                "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (theory.md §4.1, \
+                 [D]); to keep the total at the converted β = {} the explicit momentum becomes {} \
+                 ({} rule{})",
+                fmt_num(q),
+                fmt_num(h.beta),
+                fmt_num(explicit),
+                match opts.momentum_match {
+                    MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
+                    MomentumMatch::MeanLag => "mean-lag: β/(1−β) = β_e/(1−β_e) + (M − 1)",
+                },
+                if explicit != exact {
+                    format!(", clamped from {}", fmt_num(exact))
+                } else {
+                    String::new()
+                }
+            ));
+            if exact < 0.0 {
+                warnings.push(format!(
+                    "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: \
+                     the exact explicit momentum would be negative ({}), which plans do not \
+                     allow; β0 = 0 is used and the total momentum is {} (use fewer workers or a \
+                     larger β to match it)",
+                    fmt_num(q),
+                    fmt_num(h.beta),
+                    fmt_num(exact),
+                    fmt_num(total)
+                ));
+            }
+            lr = rec.lr;
+            beta = explicit;
+            Some(AsgdAdvice {
+                workers: m,
+                tau: m - 1,
+                implicit_momentum: q,
+                lr: rec,
+                target_momentum: h.beta,
+                momentum_match: opts.momentum_match,
+                explicit_momentum_exact: exact,
+                explicit_momentum: explicit,
+                total_momentum: total,
+            })
+        }
+    };
+
+    let recipe = RecipeParams {
+        lr,
+        momentum: beta,
+        nu,
+        batch: opts.batch,
+        epochs: opts.epochs,
+        stages: opts.stages,
+        drop: opts.drop,
+    };
+    let plan = recipe.build(Recipe::Stagewise)?;
+    let epochs: Vec<String> = plan
+        .stages
+        .iter()
+        .map(|s| s.epochs.unwrap_or(0).to_string())
+        .collect();
+    if opts.stages > 1 {
+        reasons.push(format!(
+            "stagewise recipe (theory.md §3.4, [C] PC's rule): {} stages, at each drop α/{r}, \
+             b/{r}, β/(1−β)·{r}, stage length ·{r}, ν fixed (epochs {}). This keeps α/b (the \
+             noise temperature, so the bound stays at its stage-1 value), α·ν·β/(1−β) (§2 \
+             condition 2) and α·T in epochs",
+            opts.stages,
+            epochs.join(", "),
+            r = fmt_num(opts.drop)
+        ));
+    } else {
+        reasons.push("one stage: the plan is the converted setting, constant".into());
+    }
+    if h.nu == 1.0 && opts.nu.is_none() && beta > 0.0 {
+        if let Ok(t) = rule_of_thumb(h.lr * (1.0 - h.beta), h.beta) {
+            reasons.push(format!(
+                "tip: qhoptim's rule of thumb for momentum m is ν = max(0, 3m−2) = {}, β = \
+                 max(0.999, m) = {} (theory.md §1); try --nu {} to move towards QHM",
+                fmt_num(t.nu),
+                fmt_num(t.beta),
+                fmt_num(t.nu)
+            ));
+        }
+    }
+    Ok(Recommendation {
+        setting: opts.setting,
+        converted,
+        initial: QhmParams { lr, beta, nu },
+        asgd,
+        recipe,
+        plan,
+        reasons,
+        warnings,
+    })
+}

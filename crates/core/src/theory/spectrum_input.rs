@@ -1,0 +1,256 @@
+//! Reading a [`Spectrum`] (Hessian eigenvalues h_j and per-example gradient-noise eigenvalues
+//! c_j) from a command-line specification or a file.
+//!
+//! This is the input path for spectra **estimated elsewhere**: this crate does not estimate a
+//! Hessian. A later estimator (e.g. Lanczos on a trained model plus the gradient covariance
+//! along the same eigenvectors) only has to write one of the file formats below.
+//!
+//! Accepted specifications ([`parse_spectrum`]):
+//!
+//! - `isotropic:d=1000,h=1,c=1`: d identical directions (keys in any order, all three
+//!   required; d ≤ 10 000 000);
+//! - a path to a **JSON** file (name ending in `.json`), either the serde form of [`Spectrum`],
+//!   `{"h": [1.0, 0.5], "c": [0.1, 0.2]}`, or a list of pairs, `[{"h": 1.0, "c": 0.1}, …]`;
+//! - a path to a **CSV** file (any other name): one direction per line, `h,c`; blank lines and
+//!   lines starting with `#` are skipped, and a first line that is not numeric (a header such
+//!   as `h,c`) is skipped too.
+//!
+//! Every h_j and c_j must be finite and > 0 (see [`Spectrum::validate`]).
+//!
+//! ```
+//! use stagewise_core::theory::{parse_spectrum, spectrum_from_csv};
+//! let s = parse_spectrum("isotropic:d=1000,h=1,c=0.5").unwrap();
+//! assert_eq!((s.dim(), s.h[0], s.c[0]), (1000, 1.0, 0.5));
+//! let s = spectrum_from_csv("h,c\n40,1\n1,1\n", "inline").unwrap();
+//! assert_eq!(s.h, [40.0, 1.0]);
+//! assert!(parse_spectrum("isotropic:d=10,h=-1,c=1").unwrap_err().to_string().contains("h"));
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::bound::Spectrum;
+use super::explain::AdviceError;
+
+/// Largest dimension accepted for an `isotropic:` specification.
+pub const MAX_ISOTROPIC_DIM: usize = 10_000_000;
+
+/// Parses a `--spectrum` value: `isotropic:d=…,h=…,c=…` or the path of a JSON/CSV file (see
+/// the [module documentation](self)).
+///
+/// # Errors
+/// [`AdviceError::Invalid`] naming the key for a malformed `isotropic:` specification,
+/// [`AdviceError::SpectrumFile`] when the file cannot be read, [`AdviceError::SpectrumParse`]
+/// when its content is malformed (with the line number for CSV), and the
+/// [`Spectrum::validate`] errors for non-positive or mismatched entries.
+pub fn parse_spectrum(spec: &str) -> Result<Spectrum, AdviceError> {
+    if let Some(rest) = spec.strip_prefix("isotropic:") {
+        return parse_isotropic(rest);
+    }
+    load_spectrum(Path::new(spec))
+}
+
+fn parse_isotropic(rest: &str) -> Result<Spectrum, AdviceError> {
+    let (mut d, mut h, mut c) = (None, None, None);
+    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(AdviceError::invalid(
+                "spectrum",
+                part,
+                "isotropic:d=<integer >= 1>,h=<number > 0>,c=<number > 0>",
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "d" => {
+                let n: usize = value.parse().map_err(|_| {
+                    AdviceError::invalid(
+                        "spectrum.d",
+                        value,
+                        &format!("an integer in [1, {MAX_ISOTROPIC_DIM}]"),
+                    )
+                })?;
+                if n == 0 || n > MAX_ISOTROPIC_DIM {
+                    return Err(AdviceError::invalid(
+                        "spectrum.d",
+                        value,
+                        &format!("an integer in [1, {MAX_ISOTROPIC_DIM}]"),
+                    ));
+                }
+                d = Some(n);
+            }
+            "h" | "c" => {
+                let x: f64 = value.parse().map_err(|_| {
+                    AdviceError::invalid(&format!("spectrum.{key}"), value, "a number > 0")
+                })?;
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(AdviceError::invalid(
+                        &format!("spectrum.{key}"),
+                        value,
+                        "a finite number > 0",
+                    ));
+                }
+                if key == "h" {
+                    h = Some(x);
+                } else {
+                    c = Some(x);
+                }
+            }
+            other => {
+                return Err(AdviceError::invalid(
+                    "spectrum key",
+                    other,
+                    "one of d, h, c (isotropic:d=1000,h=1,c=1)",
+                ))
+            }
+        }
+    }
+    let missing = |k: &str| {
+        AdviceError::invalid(
+            "spectrum",
+            format!("isotropic:{rest}"),
+            &format!("isotropic:d=<integer >= 1>,h=<number > 0>,c=<number > 0> ({k} is missing)"),
+        )
+    };
+    let d = d.ok_or_else(|| missing("d"))?;
+    let h = h.ok_or_else(|| missing("h"))?;
+    let c = c.ok_or_else(|| missing("c"))?;
+    Ok(Spectrum::isotropic(d, h, c)?)
+}
+
+/// Reads a spectrum file: JSON if the name ends in `.json`, CSV otherwise.
+///
+/// # Errors
+/// As [`parse_spectrum`].
+pub fn load_spectrum(path: &Path) -> Result<Spectrum, AdviceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AdviceError::SpectrumFile {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let name = path.display().to_string();
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        spectrum_from_json(&text, &name)
+    } else {
+        spectrum_from_csv(&text, &name)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonSpectrum {
+    Lists { h: Vec<f64>, c: Vec<f64> },
+    Pairs(Vec<Pair>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pair {
+    h: f64,
+    c: f64,
+}
+
+/// Parses the JSON forms `{"h": […], "c": […]}` or `[{"h": …, "c": …}, …]`; `source` names the
+/// input in error messages.
+///
+/// # Errors
+/// [`AdviceError::SpectrumParse`] for malformed JSON, and the [`Spectrum::validate`] errors.
+pub fn spectrum_from_json(text: &str, source: &str) -> Result<Spectrum, AdviceError> {
+    let parsed: JsonSpectrum =
+        serde_json::from_str(text).map_err(|e| AdviceError::SpectrumParse {
+            source_name: source.to_string(),
+            message: format!(
+                "{e}; expected {{\"h\": [..], \"c\": [..]}} or [{{\"h\": .., \"c\": ..}}, ..]"
+            ),
+        })?;
+    let (h, c) = match parsed {
+        JsonSpectrum::Lists { h, c } => (h, c),
+        JsonSpectrum::Pairs(p) => p.into_iter().map(|x| (x.h, x.c)).unzip(),
+    };
+    Ok(Spectrum::from_lists(h, c)?)
+}
+
+/// Parses CSV lines `h,c` (header line, blank lines and `#` comments skipped); `source` names
+/// the input in error messages.
+///
+/// # Errors
+/// [`AdviceError::SpectrumParse`] naming the line for a malformed line, and the
+/// [`Spectrum::validate`] errors.
+pub fn spectrum_from_csv(text: &str, source: &str) -> Result<Spectrum, AdviceError> {
+    let (mut h, mut c) = (Vec::new(), Vec::new());
+    let mut first = true;
+    for (k, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let nums: Option<Vec<f64>> = cells.iter().map(|x| x.parse::<f64>().ok()).collect();
+        let is_first = std::mem::replace(&mut first, false);
+        match nums {
+            Some(v) if v.len() == 2 => {
+                h.push(v[0]);
+                c.push(v[1]);
+            }
+            None if is_first => {} // header
+            _ => {
+                return Err(AdviceError::SpectrumParse {
+                    source_name: source.to_string(),
+                    message: format!("line {}: expected two numbers 'h,c', found '{line}'", k + 1),
+                })
+            }
+        }
+    }
+    Ok(Spectrum::from_lists(h, c)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isotropic_keys_and_errors() {
+        let s = parse_spectrum("isotropic: c=2, d=3, h=0.5").unwrap();
+        assert_eq!((s.dim(), s.h[2], s.c[0]), (3, 0.5, 2.0));
+        for (spec, field) in [
+            ("isotropic:d=0,h=1,c=1", "spectrum.d"),
+            ("isotropic:d=x,h=1,c=1", "spectrum.d"),
+            ("isotropic:d=3,h=0,c=1", "spectrum.h"),
+            ("isotropic:d=3,h=1", "c is missing"),
+            ("isotropic:d=3,h=1,c=1,e=2", "spectrum key"),
+            ("isotropic:d=3;h=1", "spectrum"),
+        ] {
+            let e = parse_spectrum(spec).unwrap_err().to_string();
+            assert!(e.contains(field), "{spec}: {e}");
+        }
+        let big = format!("isotropic:d={},h=1,c=1", MAX_ISOTROPIC_DIM + 1);
+        assert!(parse_spectrum(&big).is_err());
+    }
+
+    #[test]
+    fn json_and_csv_forms() {
+        let a = spectrum_from_json(r#"{"h": [2, 1], "c": [0.1, 0.2]}"#, "x").unwrap();
+        let b = spectrum_from_json(r#"[{"h": 2, "c": 0.1}, {"h": 1, "c": 0.2}]"#, "x").unwrap();
+        assert_eq!(a, b);
+        let c = spectrum_from_csv("# top eigenvalues\nh, c\n2,0.1\n\n1,0.2\n", "x").unwrap();
+        assert_eq!(a, c);
+        let e = spectrum_from_csv("h,c\n2,0.1\n1\n", "f.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.csv") && e.contains("line 3"), "{e}");
+        let e = spectrum_from_json(r#"{"h": [1, 2], "c": [1]}"#, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same length"), "{e}");
+        let e = spectrum_from_csv("1,0\n", "x").unwrap_err().to_string();
+        assert!(e.contains("spectrum.c[0]"), "{e}");
+        assert!(spectrum_from_csv("", "x").is_err());
+        let e = parse_spectrum("/nonexistent/spec.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/spec.csv"), "{e}");
+    }
+}
