@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use stagewise_core::optim::WeightDecay;
-use stagewise_core::schedule::{Layout, Plan, Recipe, RecipeParams};
+use stagewise_core::schedule::{Layout, Plan, Recipe};
 use stagewise_data::Splits;
 use stagewise_ps::config::{
     AsgdConfig, OnStale, OptimizerConfig, ParamInit, PolicyConfig, ScheduleConfig, ServerConfig,
@@ -23,7 +22,7 @@ use stagewise_train::model::ModelKind;
 use stagewise_train::{DataConfig, DatasetKind};
 use std::path::{Path, PathBuf};
 
-use super::train::DEFAULT_RECIPE;
+use super::plan_source::PlanChoice;
 
 /// Most workers one command accepts (a thread or a process each).
 pub const MAX_WORKERS: usize = 4096;
@@ -183,33 +182,19 @@ impl ModelArgs {
 
     /// The plan: from `--plan`, or built by the recipe from the recipe options.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        let mut plan = match &self.plan {
-            Some(path) => {
-                Plan::load(path).with_context(|| format!("reading {}", path.display()))?
-            }
-            None => {
-                let d = DEFAULT_RECIPE;
-                let params = RecipeParams {
-                    lr: self.lr.unwrap_or(d.lr),
-                    momentum: self.momentum.unwrap_or(d.momentum),
-                    nu: self.nu.unwrap_or(d.nu),
-                    batch: self.batch.unwrap_or(d.batch),
-                    epochs: self.epochs.unwrap_or(d.epochs),
-                    stages: self.stages.unwrap_or(d.stages),
-                    drop: self.drop.unwrap_or(d.drop),
-                };
-                params.build(self.recipe.unwrap_or(Recipe::Stagewise))?
-            }
-        };
-        if let Some(wd) = self.weight_decay {
-            if !(wd.is_finite() && wd >= 0.0) {
-                bail!("--weight-decay {wd} is out of range; allowed: a finite number >= 0");
-            }
-            plan.weight_decay = wd;
-            plan.weight_decay_type = WeightDecay::Grad;
+        PlanChoice {
+            plan: self.plan.as_deref(),
+            recipe: self.recipe,
+            lr: self.lr,
+            momentum: self.momentum,
+            nu: self.nu,
+            batch: self.batch,
+            epochs: self.epochs,
+            stages: self.stages,
+            drop: self.drop,
+            weight_decay: self.weight_decay,
         }
-        plan.validate()?;
-        Ok(plan)
+        .build()
     }
 
     /// How worker `i`'s batch size is chosen: fixed, or the plan's stage at `clock`.

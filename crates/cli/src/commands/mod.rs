@@ -4,5 +4,6 @@ pub mod asgd;
 pub mod bench;
 pub mod optim;
 pub mod plan;
+pub mod plan_source;
 pub mod ps;
 pub mod train;

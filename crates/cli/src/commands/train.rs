@@ -1,10 +1,11 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
-use anyhow::{bail, Context};
+use super::plan_source::PlanChoice;
+use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
-use stagewise_core::optim::{OptimizerKind, WeightDecay};
-use stagewise_core::schedule::{Plan, Recipe, RecipeParams};
+use stagewise_core::optim::OptimizerKind;
+use stagewise_core::schedule::{Plan, Recipe};
 use stagewise_train::model::ModelKind;
 use stagewise_train::{DataConfig, DatasetKind, RunOptions, TrainConfig};
 use std::path::PathBuf;
@@ -133,17 +134,6 @@ fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     }
 }
 
-/// Defaults of the main job: the cnn on Fashion-MNIST with the paper's stagewise rule.
-pub const DEFAULT_RECIPE: RecipeParams = RecipeParams {
-    lr: 0.5,
-    momentum: 0.9,
-    nu: 0.7,
-    batch: 256,
-    epochs: 15,
-    stages: 3,
-    drop: 2.0,
-};
-
 impl TrainArgs {
     /// Fills unset options from the `--config` file, if any.
     fn merged(self) -> anyhow::Result<Self> {
@@ -185,34 +175,19 @@ impl TrainArgs {
 
     /// The plan: from `--plan`, or built by the recipe from the recipe options.
     fn plan(&self) -> anyhow::Result<Plan> {
-        let mut plan = match &self.plan {
-            Some(path) => Plan::load(path)?,
-            None => {
-                let d = DEFAULT_RECIPE;
-                let params = RecipeParams {
-                    lr: self.lr.unwrap_or(d.lr),
-                    momentum: self.momentum.unwrap_or(d.momentum),
-                    nu: self.nu.unwrap_or(d.nu),
-                    batch: self.batch.unwrap_or(d.batch),
-                    epochs: self.epochs.unwrap_or(d.epochs),
-                    stages: self.stages.unwrap_or(d.stages),
-                    drop: self.drop.unwrap_or(d.drop),
-                };
-                params.build(self.recipe.unwrap_or(Recipe::Stagewise))?
-            }
-        };
-        if let Some(wd) = self.weight_decay {
-            if self.plan.is_some() && plan.weight_decay != 0.0 && plan.weight_decay != wd {
-                bail!(
-                    "--weight-decay {wd} conflicts with weight_decay = {} in the plan file",
-                    plan.weight_decay
-                );
-            }
-            plan.weight_decay = wd;
-            plan.weight_decay_type = WeightDecay::Grad;
+        PlanChoice {
+            plan: self.plan.as_deref(),
+            recipe: self.recipe,
+            lr: self.lr,
+            momentum: self.momentum,
+            nu: self.nu,
+            batch: self.batch,
+            epochs: self.epochs,
+            stages: self.stages,
+            drop: self.drop,
+            weight_decay: self.weight_decay,
         }
-        plan.validate()?;
-        Ok(plan)
+        .build()
     }
 
     /// The run configuration these options describe.

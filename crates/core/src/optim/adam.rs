@@ -7,9 +7,10 @@
 //! θ ← θ − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)
 //! ```
 
+use super::hyper::{check_decay, check_non_negative, check_positive};
 use super::parallel::zip2;
 use super::WeightDecay;
-use super::{check_range, take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -56,35 +57,11 @@ impl AdamHyper {
 
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_range(
-            "lr",
-            self.lr,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= lr < inf",
-        )?;
-        check_range("beta1", self.beta1, 0.0, true, 1.0, false, "0 <= beta1 < 1")?;
-        check_range("beta2", self.beta2, 0.0, true, 1.0, false, "0 <= beta2 < 1")?;
-        check_range(
-            "eps",
-            self.eps,
-            0.0,
-            false,
-            f64::INFINITY,
-            false,
-            "0 < eps < inf",
-        )?;
-        check_range(
-            "weight_decay",
-            self.weight_decay,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= weight_decay < inf",
-        )
+        check_non_negative("lr", self.lr)?;
+        check_decay("beta1", self.beta1)?;
+        check_decay("beta2", self.beta2)?;
+        check_positive("eps", self.eps)?;
+        check_non_negative("weight_decay", self.weight_decay)
     }
 }
 

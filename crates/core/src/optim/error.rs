@@ -29,7 +29,7 @@ pub enum OptimError {
         /// The value given.
         value: f64,
         /// The allowed range, in words.
-        allowed: &'static str,
+        allowed: String,
     },
     /// A combination of settings that the convention does not allow.
     #[error("invalid settings: {0}")]

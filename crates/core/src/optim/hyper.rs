@@ -53,7 +53,7 @@ pub fn check_range(
     lo_inclusive: bool,
     hi: f64,
     hi_inclusive: bool,
-    allowed: &'static str,
+    allowed: &str,
 ) -> Result<(), OptimError> {
     let above = if lo_inclusive {
         value >= lo
@@ -71,9 +71,33 @@ pub fn check_range(
         Err(OptimError::InvalidHyper {
             field,
             value,
-            allowed,
+            allowed: allowed.to_string(),
         })
     }
+}
+
+/// Checks `0 <= value < inf` (learning rates, weight decay).
+pub(crate) fn check_non_negative(field: &'static str, value: f64) -> Result<(), OptimError> {
+    let allowed = format!("0 <= {field} < inf");
+    check_range(field, value, 0.0, true, f64::INFINITY, false, &allowed)
+}
+
+/// Checks `0 < value < inf` (ε).
+pub(crate) fn check_positive(field: &'static str, value: f64) -> Result<(), OptimError> {
+    let allowed = format!("0 < {field} < inf");
+    check_range(field, value, 0.0, false, f64::INFINITY, false, &allowed)
+}
+
+/// Checks `0 <= value < 1` (momentum factors, decay rates).
+pub(crate) fn check_decay(field: &'static str, value: f64) -> Result<(), OptimError> {
+    let allowed = format!("0 <= {field} < 1");
+    check_range(field, value, 0.0, true, 1.0, false, &allowed)
+}
+
+/// Checks `0 <= value <= 1` (ν, dampening).
+pub(crate) fn check_fraction(field: &'static str, value: f64) -> Result<(), OptimError> {
+    let allowed = format!("0 <= {field} <= 1");
+    check_range(field, value, 0.0, true, 1.0, true, &allowed)
 }
 
 /// Checks that every element of `grads` is finite; names the first that is not.

@@ -11,8 +11,9 @@
 //! With constant β this equals Adam's bias correction; it stays correct when β changes.
 //! Weight decay is `grad` (g += wd·θ) or `direct` (θ *= 1 − lr·wd), as for [`super::Qhm`].
 
+use super::hyper::{check_decay, check_fraction, check_non_negative};
 use super::parallel::zip2;
-use super::{check_range, get_scalar, take_buffer, OptimError, Optimizer, OptimizerState};
+use super::{get_scalar, take_buffer, OptimError, Optimizer, OptimizerState};
 use super::{Scheduled, WeightDecay};
 use crate::Real;
 use serde::{Deserialize, Serialize};
@@ -57,37 +58,13 @@ impl Default for QhAdamHyper {
 impl QhAdamHyper {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_range(
-            "lr",
-            self.lr,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= lr < inf",
-        )?;
-        check_range("beta1", self.beta1, 0.0, true, 1.0, false, "0 <= beta1 < 1")?;
-        check_range("beta2", self.beta2, 0.0, true, 1.0, false, "0 <= beta2 < 1")?;
-        check_range("nu1", self.nu1, 0.0, true, 1.0, true, "0 <= nu1 <= 1")?;
-        check_range("nu2", self.nu2, 0.0, true, 1.0, true, "0 <= nu2 <= 1")?;
-        check_range(
-            "eps",
-            self.eps,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= eps < inf",
-        )?;
-        check_range(
-            "weight_decay",
-            self.weight_decay,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= weight_decay < inf",
-        )
+        check_non_negative("lr", self.lr)?;
+        check_decay("beta1", self.beta1)?;
+        check_decay("beta2", self.beta2)?;
+        check_fraction("nu1", self.nu1)?;
+        check_fraction("nu2", self.nu2)?;
+        check_non_negative("eps", self.eps)?;
+        check_non_negative("weight_decay", self.weight_decay)
     }
 }
 

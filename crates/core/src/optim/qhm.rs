@@ -12,8 +12,9 @@
 //! α = η/(1−m), β = m, ν = 1 (see [`super::conventions`]). Plain SGD is ν = 0, normalized heavy
 //! ball ν = 1, PyTorch Nesterov ν = β.
 
+use super::hyper::{check_decay, check_fraction, check_non_negative};
 use super::parallel::zip1;
-use super::{check_range, take_buffer, OptimError, Optimizer, OptimizerState};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState};
 use super::{Scheduled, WeightDecay};
 use crate::Real;
 use serde::{Deserialize, Serialize};
@@ -62,26 +63,10 @@ impl QhmHyper {
 
     /// Checks every field's range, naming the first field out of range.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_range(
-            "lr",
-            self.lr,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= lr < inf",
-        )?;
-        check_range("beta", self.beta, 0.0, true, 1.0, false, "0 <= beta < 1")?;
-        check_range("nu", self.nu, 0.0, true, 1.0, true, "0 <= nu <= 1")?;
-        check_range(
-            "weight_decay",
-            self.weight_decay,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= weight_decay < inf",
-        )
+        check_non_negative("lr", self.lr)?;
+        check_decay("beta", self.beta)?;
+        check_fraction("nu", self.nu)?;
+        check_non_negative("weight_decay", self.weight_decay)
     }
 }
 

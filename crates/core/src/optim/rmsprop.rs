@@ -7,8 +7,9 @@
 //! momentum > 0:  B ← μ·B + g/den ;  θ ← θ − lr·B            else  θ ← θ − lr·g/den
 //! ```
 
+use super::hyper::{check_decay, check_non_negative, check_positive};
 use super::parallel::{zip1, zip2};
-use super::{check_range, take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -46,43 +47,11 @@ impl Default for RmsPropHyper {
 impl RmsPropHyper {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_range(
-            "lr",
-            self.lr,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= lr < inf",
-        )?;
-        check_range("alpha", self.alpha, 0.0, true, 1.0, false, "0 <= alpha < 1")?;
-        check_range(
-            "eps",
-            self.eps,
-            0.0,
-            false,
-            f64::INFINITY,
-            false,
-            "0 < eps < inf",
-        )?;
-        check_range(
-            "momentum",
-            self.momentum,
-            0.0,
-            true,
-            1.0,
-            false,
-            "0 <= momentum < 1",
-        )?;
-        check_range(
-            "weight_decay",
-            self.weight_decay,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= weight_decay < inf",
-        )
+        check_non_negative("lr", self.lr)?;
+        check_decay("alpha", self.alpha)?;
+        check_positive("eps", self.eps)?;
+        check_decay("momentum", self.momentum)?;
+        check_non_negative("weight_decay", self.weight_decay)
     }
 }
 

@@ -15,8 +15,9 @@
 //! QHM with α = η/(1−m), β = m and ν = 1 (or ν = m for Nesterov), first step included.
 //! With δ = m it is normalized heavy ball *except* on step 1, where PyTorch skips dampening.
 
+use super::hyper::{check_decay, check_fraction, check_non_negative};
 use super::parallel::{zip0, zip1};
-use super::{check_range, take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -38,42 +39,10 @@ pub struct SgdHyper {
 impl SgdHyper {
     /// Checks ranges and PyTorch's rule that Nesterov needs momentum > 0 and zero dampening.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_range(
-            "lr",
-            self.lr,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= lr < inf",
-        )?;
-        check_range(
-            "momentum",
-            self.momentum,
-            0.0,
-            true,
-            1.0,
-            false,
-            "0 <= momentum < 1",
-        )?;
-        check_range(
-            "dampening",
-            self.dampening,
-            0.0,
-            true,
-            1.0,
-            true,
-            "0 <= dampening <= 1",
-        )?;
-        check_range(
-            "weight_decay",
-            self.weight_decay,
-            0.0,
-            true,
-            f64::INFINITY,
-            false,
-            "0 <= weight_decay < inf",
-        )?;
+        check_non_negative("lr", self.lr)?;
+        check_decay("momentum", self.momentum)?;
+        check_fraction("dampening", self.dampening)?;
+        check_non_negative("weight_decay", self.weight_decay)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(OptimError::InvalidSettings(
                 "nesterov requires momentum > 0 and dampening = 0 (PyTorch rule)".into(),
