@@ -6,8 +6,8 @@ mod theory_common;
 use stagewise_core::theory::{
     compose_momentum, delayed_variance_exact, delayed_variance_first_order, delayed_variance_sde,
     delayed_variance_second_order, explicit_momentum_for_target, implicit_momentum, recommend_lr,
-    staleness_stability_limit, staleness_stability_limit_approx, AsgdLrOptions, MomentumMatch,
-    Staleness, TheoryError,
+    staleness_stability_limit, staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate,
+    MomentumMatch, Staleness, TheoryError,
 };
 use theory_common::{mean_se, BatchMeans, Gauss};
 
@@ -237,8 +237,20 @@ fn staleness_statistics() {
 #[test]
 fn lr_recommendation() {
     let mut o = AsgdLrOptions::new(0.1, 128.0, 8);
+    o.update = AsgdUpdate::Averaged;
     let r = recommend_lr(&o).unwrap();
     assert!((r.linear_scaled - 0.4).abs() < 1e-12 && !r.capped && r.stability_limit.is_none());
+    o.lambda_max = Some(1.0); // averaged: no staleness, cap ½ · 2/λ = 1 is not binding
+    let r = recommend_lr(&o).unwrap();
+    assert!(r.tau_used == Some(0) && !r.capped && (r.lr - 0.4).abs() < 1e-12);
+    o.update = AsgdUpdate::PerPush;
+    o.lambda_max = None;
+    let r = recommend_lr(&o).unwrap();
+    assert!(
+        (r.linear_scaled - 0.05).abs() < 1e-12,
+        "per push: α_ref·b/256, no M"
+    );
+    o.lr_ref = 1.0;
     o.lambda_max = Some(1.0); // τ = 7: limit 2 sin(π/30) = 0.2091
     let r = recommend_lr(&o).unwrap();
     assert_eq!(r.tau_used, Some(7));

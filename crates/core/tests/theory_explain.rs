@@ -5,8 +5,8 @@ mod theory_common;
 use stagewise_core::schedule::{Plan, Recipe, RecipeParams, Stage};
 use stagewise_core::theory::{
     explain, parse_spectrum, plan_stage_hypers, plan_stages, recommend, stationary_variance,
-    AdviceError, ExplainOptions, MomentumMatch, PlanExplanation, RecommendOptions, Rule, Setting,
-    Severity, WarningKind,
+    AdviceError, AsgdUpdate, ExplainOptions, MomentumMatch, PlanExplanation, RecommendOptions,
+    Rule, Setting, Severity, WarningKind,
 };
 use theory_common::Gauss;
 
@@ -344,18 +344,18 @@ fn recommend_from_pytorch_sgd_gives_alpha_one() {
 }
 
 #[test]
-fn recommend_for_asgd_scales_caps_and_reduces_momentum() {
+fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     let mut o = RecommendOptions::new(Setting::PytorchSgd {
         lr: 0.1,
         momentum: 0.9,
     });
     o.workers = Some(8);
-    // Without h_max: linear scaling α0·M, uncapped, and a warning says so.
+    // Per push, without h_max: α0 = 0.1/(1 − 0.9) kept (not ×M), uncapped, with a warning.
     let r = recommend(&o).unwrap();
     let a = r.asgd.as_ref().unwrap();
-    assert_eq!((a.workers, a.tau), (8, 7));
+    assert_eq!((a.workers, a.tau, a.update), (8, 7, AsgdUpdate::PerPush));
     assert!((a.implicit_momentum - 0.875).abs() < 1e-12);
-    assert!((r.initial.lr - 8.0).abs() < 1e-12 && !a.lr.capped);
+    assert!((r.initial.lr - 1.0).abs() < 1e-12 && !a.lr.capped);
     assert!(r.warnings[0].contains("no h_max"), "{:?}", r.warnings);
     // DC-gain rule: 1 − β_e = M(1 − β) ⇒ β_e = 0.2, and the total is back to 0.9.
     assert!((r.initial.beta - 0.2).abs() < 1e-12);
@@ -382,6 +382,19 @@ fn recommend_for_asgd_scales_caps_and_reduces_momentum() {
     assert_eq!(r.initial.beta, 0.0);
     assert!(r.asgd.unwrap().explicit_momentum_exact < 0.0);
     assert!(r.warnings.iter().any(|w| w.contains("negative")));
+
+    // Averaged (synchronous) updates: linear scaling α0·M = 8, β kept, no staleness; with
+    // h_max = 1 the cap is ½ · 2/h_max = 1.
+    o.update = AsgdUpdate::Averaged;
+    o.workers = Some(8);
+    o.h_max = None;
+    let r = recommend(&o).unwrap();
+    let a = r.asgd.as_ref().unwrap();
+    assert_eq!((a.tau, a.implicit_momentum), (0, 0.0));
+    assert!((r.initial.lr - 8.0).abs() < 1e-12 && (r.initial.beta - 0.9).abs() < 1e-12);
+    o.h_max = Some(1.0);
+    let r = recommend(&o).unwrap();
+    assert!((r.initial.lr - 1.0).abs() < 1e-12 && r.asgd.unwrap().lr.capped);
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //!
 //! Every worker loops pull → push with a fixed gradient for `seconds`; the server runs plain
 //! ASGD with QHM (one fused pass over parameters, gradient and momentum buffer per push).
-//! Bytes count the gradient pushed; `wire` also counts the parameters pulled. A raw TCP
-//! loopback transfer is measured alongside as the reference for the gRPC numbers.
+//! Bytes count the gradient pushed; `wire` also counts the parameters pulled. Two loopback
+//! references are measured in the same run for the gRPC numbers: `iperf3` (one stream, when it
+//! is on `PATH`; the reference the targets are stated against) and a raw TCP transfer of this
+//! process (1 MiB writes and reads of one reused buffer).
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +48,9 @@ pub struct BenchConfig {
     pub staleness_compute_us: u64,
     /// Bytes for the raw TCP loopback reference (0: skip).
     pub tcp_bytes: usize,
+    /// Seconds of the `iperf3` loopback reference (0: skip; skipped with a note when `iperf3`
+    /// is not on `PATH`).
+    pub iperf3_seconds: f64,
 }
 
 impl Default for BenchConfig {
@@ -61,6 +66,7 @@ impl Default for BenchConfig {
             staleness_params: 100_000,
             staleness_compute_us: 1_000,
             tcp_bytes: 2 << 30,
+            iperf3_seconds: 3.0,
         }
     }
 }
@@ -95,8 +101,21 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
     /// Staleness sweep (in-process, simulated compute).
     pub staleness: Vec<BenchRow>,
-    /// Raw TCP loopback bandwidth, bytes/s.
+    /// Raw TCP loopback bandwidth, bytes/s: the best of [`BenchReport::tcp_runs`].
     pub tcp_loopback_bytes_per_s: Option<f64>,
+    /// Raw TCP loopback measurements, before and after the throughput rows.
+    #[serde(default)]
+    pub tcp_runs: Vec<f64>,
+    /// `iperf3` loopback bandwidth (one stream, receiver side), bytes/s: the best of
+    /// [`BenchReport::iperf3_runs`], so that a ratio against it errs low.
+    #[serde(default)]
+    pub iperf3_bytes_per_s: Option<f64>,
+    /// `iperf3` measurements, before and after the throughput rows.
+    #[serde(default)]
+    pub iperf3_runs: Vec<f64>,
+    /// Why there is no `iperf3` number, when there is none.
+    #[serde(default)]
+    pub iperf3_note: Option<String>,
 }
 
 fn server_config() -> ServerConfig {
@@ -228,9 +247,11 @@ pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<Benc
                 s.spawn(move || -> Result<(), PsError> {
                     let mut c = c?;
                     let mut params = vec![0.0f32; p];
+                    // The worker loop's path: the gradient buffer is sent without a copy.
+                    let grad = Arc::new(grad.values().to_vec());
                     while !stop.load(Ordering::Relaxed) {
                         let pulled = c.pull(&[0], &mut params)?;
-                        c.push(&pulled.versions, grad.values(), BatchStats::default())?;
+                        c.push_shared(&pulled.versions, &grad, BatchStats::default())?;
                     }
                     Ok(())
                 })
@@ -295,16 +316,109 @@ pub fn tcp_loopback(bytes: usize) -> Result<f64, PsError> {
     Ok(got as f64 / secs)
 }
 
+/// `iperf3` over 127.0.0.1 for `seconds`, one stream: bytes/s at the receiver. Starts a one-off
+/// `iperf3 -s -1` on a free port and runs `iperf3 -c 127.0.0.1 -J` against it. The error
+/// explains why there is no number (e.g. `iperf3` not installed).
+pub fn iperf3_loopback(seconds: f64) -> Result<f64, String> {
+    iperf3_with("iperf3", seconds)
+}
+
+fn iperf3_with(program: &str, seconds: f64) -> Result<f64, String> {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port()
+        .to_string();
+    let mut server = Command::new(program)
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("{program} is not on PATH (Debian: apt-get install iperf3)")
+            }
+            _ => format!("cannot start iperf3: {e}"),
+        })?;
+    let secs = format!("{}", seconds.ceil().max(1.0) as u64);
+    let mut result = Err("iperf3 server did not come up".to_string());
+    // The server needs a moment to listen; the client is retried until it connects.
+    for _ in 0..50 {
+        let out = Command::new(program)
+            .args(["-c", "127.0.0.1", "-p", &port, "-t", &secs, "-J"])
+            .stderr(Stdio::null())
+            .output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                result = Err(format!("cannot run the iperf3 client: {e}"));
+                break;
+            }
+        };
+        let json: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+            Ok(v) => v,
+            Err(e) => {
+                result = Err(format!("unreadable iperf3 output: {e}"));
+                break;
+            }
+        };
+        if let Some(err) = json.get("error").and_then(|e| e.as_str()) {
+            result = Err(format!("iperf3: {err}"));
+            if err.contains("connect") {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            break;
+        }
+        result = json
+            .pointer("/end/sum_received/bits_per_second")
+            .and_then(|b| b.as_f64())
+            .map(|b| b / 8.0)
+            .ok_or_else(|| "iperf3 output without end.sum_received.bits_per_second".into());
+        break;
+    }
+    if !matches!(server.try_wait(), Ok(Some(_))) {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    result
+}
+
+/// Measures the loopback references once more and updates their best values.
+fn references(config: &BenchConfig, report: &mut BenchReport) -> Result<(), PsError> {
+    let best = |runs: &[f64]| runs.iter().copied().reduce(f64::max);
+    if config.iperf3_seconds > 0.0 && report.iperf3_note.is_none() {
+        match iperf3_loopback(config.iperf3_seconds) {
+            Ok(b) => report.iperf3_runs.push(b),
+            Err(note) => {
+                tracing::warn!(%note, "no iperf3 reference");
+                report.iperf3_note = Some(note);
+            }
+        }
+        report.iperf3_bytes_per_s = best(&report.iperf3_runs);
+    }
+    if config.tcp_bytes > 0 {
+        report.tcp_runs.push(tcp_loopback(config.tcp_bytes)?);
+        report.tcp_loopback_bytes_per_s = best(&report.tcp_runs);
+    }
+    Ok(())
+}
+
 /// Runs everything `config` asks for, logging each row as it comes.
 pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
     let mut report = BenchReport {
         rows: Vec::new(),
         staleness: Vec::new(),
         tcp_loopback_bytes_per_s: None,
+        tcp_runs: Vec::new(),
+        iperf3_bytes_per_s: None,
+        iperf3_runs: Vec::new(),
+        iperf3_note: None,
     };
-    if config.tcp_bytes > 0 {
-        report.tcp_loopback_bytes_per_s = Some(tcp_loopback(config.tcp_bytes)?);
-    }
+    // The references are measured before and after the rows: on a shared machine one sample
+    // can be far off, and the best of the two keeps the ratios conservative.
+    references(config, &mut report)?;
     for &p in &config.params {
         for &w in &config.workers {
             if config.in_process {
@@ -318,6 +432,9 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
                 report.rows.push(r);
             }
         }
+    }
+    if !config.params.is_empty() && (config.in_process || config.grpc) {
+        references(config, &mut report)?;
     }
     for &w in &config.staleness_workers {
         let r = in_process(
@@ -335,25 +452,53 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
 pub fn table(report: &BenchReport) -> String {
     let gb = |x: f64| x / 1e9;
     let mut out = String::new();
-    if let Some(t) = report.tcp_loopback_bytes_per_s {
-        out.push_str(&format!("raw TCP loopback: {:.2} GB/s\n\n", gb(t)));
+    let runs = |runs: &[f64]| {
+        let list: Vec<String> = runs.iter().map(|r| format!("{:.2}", gb(*r))).collect();
+        if list.len() > 1 {
+            format!(
+                " (best of {} GB/s, before and after the rows)",
+                list.join(", ")
+            )
+        } else {
+            String::new()
+        }
+    };
+    match (report.iperf3_bytes_per_s, &report.iperf3_note) {
+        (Some(t), _) => out.push_str(&format!(
+            "iperf3 loopback (one stream): {:.2} GB/s{}\n",
+            gb(t),
+            runs(&report.iperf3_runs)
+        )),
+        (None, Some(note)) => out.push_str(&format!("iperf3 loopback: not measured ({note})\n")),
+        (None, None) => {}
     }
-    out.push_str("mode        P           W  pushes/s   push GB/s  wire GB/s  % of TCP  mean τ\n");
-    for r in &report.rows {
-        let pct = report
-            .tcp_loopback_bytes_per_s
-            .filter(|_| r.mode == "grpc")
-            .map(|t| format!("{:>7.0}%", 100.0 * r.wire_bytes_per_s / t))
-            .unwrap_or_else(|| "       -".into());
+    if let Some(t) = report.tcp_loopback_bytes_per_s {
         out.push_str(&format!(
-            "{:<11} {:<11} {:<2} {:>9.1} {:>10.2} {:>10.2} {} {:>7.2}\n",
+            "raw TCP loopback (this process): {:.2} GB/s{}\n",
+            gb(t),
+            runs(&report.tcp_runs)
+        ));
+    }
+    out.push_str(
+        "\nmode        P           W  pushes/s   push GB/s  wire GB/s  % iperf3  % raw TCP  mean τ\n",
+    );
+    let pct = |r: &BenchRow, reference: Option<f64>, width: usize| {
+        reference
+            .filter(|_| r.mode == "grpc")
+            .map(|t| format!("{:>w$.0}%", 100.0 * r.wire_bytes_per_s / t, w = width - 1))
+            .unwrap_or_else(|| format!("{:>width$}", "-"))
+    };
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{:<11} {:<11} {:<2} {:>9.1} {:>10.2} {:>10.2} {} {} {:>7.2}\n",
             r.mode,
             r.params,
             r.workers,
             r.pushes_per_s,
             gb(r.push_bytes_per_s),
             gb(r.wire_bytes_per_s),
-            pct,
+            pct(r, report.iperf3_bytes_per_s, 9),
+            pct(r, report.tcp_loopback_bytes_per_s, 10),
             r.mean_staleness
         ));
     }
@@ -388,6 +533,7 @@ mod tests {
             staleness_params: 1000,
             staleness_compute_us: 500,
             tcp_bytes: 8 << 20,
+            iperf3_seconds: 0.0,
             ..BenchConfig::default()
         };
         let r = run(&config).unwrap();
@@ -396,5 +542,21 @@ mod tests {
         assert_eq!(r.staleness[0].mean_staleness, 0.0);
         assert!(r.staleness[1].mean_staleness > 0.5, "{r:?}");
         assert!(table(&r).contains("grpc"));
+    }
+
+    #[test]
+    fn missing_iperf3_is_a_note_not_a_failure() {
+        let note = iperf3_with("iperf3-that-is-not-installed", 1.0).unwrap_err();
+        assert!(note.contains("not on PATH"), "{note}");
+        let report = BenchReport {
+            rows: Vec::new(),
+            staleness: Vec::new(),
+            tcp_loopback_bytes_per_s: Some(1e9),
+            tcp_runs: vec![1e9],
+            iperf3_bytes_per_s: None,
+            iperf3_runs: Vec::new(),
+            iperf3_note: Some(note),
+        };
+        assert!(table(&report).contains("iperf3 loopback: not measured"));
     }
 }

@@ -38,6 +38,18 @@ pub trait PsClient {
         grads: &[f32],
         stats: BatchStats,
     ) -> Result<Vec<PushOutcome>, PsError>;
+
+    /// [`PsClient::push`] of a gradient in a shared buffer, which a transport may send
+    /// without copying it (gRPC does); the worker loop uses this. Transports hold no
+    /// reference to `grads` once this returns, except on errors.
+    fn push_shared(
+        &mut self,
+        versions: &[u64],
+        grads: &Arc<Vec<f32>>,
+        stats: BatchStats,
+    ) -> Result<Vec<PushOutcome>, PsError> {
+        self.push(versions, grads, stats)
+    }
 }
 
 /// When a worker stops on its own (it also stops when the server finishes).
@@ -101,7 +113,9 @@ pub fn worker_loop(
     }
     let start = Instant::now();
     let mut params = vec![0.0f32; n];
-    let mut grads = vec![0.0f32; n];
+    // Shared so that a transport can send it without a copy; `make_mut` copies only if a
+    // transport still held it.
+    let mut grads = Arc::new(vec![0.0f32; n]);
     let mut min_versions = vec![0u64; client.num_shards()];
     let mut report = WorkerReport {
         worker_id,
@@ -142,8 +156,8 @@ pub fn worker_loop(
         if pulled.finished {
             break "server finished";
         }
-        let stats = source.compute(&params, &mut grads)?;
-        let outcomes = client.push(&pulled.versions, &grads, stats)?;
+        let stats = source.compute(&params, Arc::make_mut(&mut grads).as_mut_slice())?;
+        let outcomes = client.push_shared(&pulled.versions, &grads, stats)?;
         report.pushes += 1;
         report.first_loss.get_or_insert(stats.loss);
         report.last_loss = Some(stats.loss);

@@ -342,3 +342,85 @@ fn synchronous_mode_over_grpc() {
     // 3 gradients per update (the last round may be cut by the budget).
     assert!(s.pushes >= 88, "{}", s.pushes);
 }
+
+/// The bulk routes (Pull, Push) are written below tonic's codec: a plain tonic client of the
+/// `.proto` must still read and write them, with any chunking, and oversized messages are
+/// refused without touching the parameters.
+#[test]
+fn generated_client_interoperates_with_the_bulk_routes() {
+    use stagewise_ps::transport::codec::decode_f32s;
+    use stagewise_ps::worker::PsClient;
+    let rt = rt();
+    let n = 1000;
+    let mut cfg = serve_config(n, 1000);
+    cfg.max_chunk_bytes = 1024;
+    cfg.max_message_bytes = 2048;
+    cfg.server.eval_every = None;
+    let initial: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let handle = rt
+        .block_on(start_server(cfg, Some(initial.clone()), None))
+        .unwrap();
+    let url = format!("http://{}", handle.local_addr());
+    let server = handle.server().clone();
+    rt.block_on(async {
+        let mut s = stub(url.clone(), None).await;
+        // Pull: 4 chunks of at most 1024 bytes, in order, with their offsets.
+        let mut stream = s
+            .pull(PullRequest {
+                model_id: "model".into(),
+                worker_id: 3,
+                min_version: 0,
+                wait_ms: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while let Some(c) = stream.message().await.unwrap() {
+            assert_eq!(c.offset as usize, got.len());
+            assert_eq!(c.total_len as usize, n);
+            assert!(c.data.len() <= 1024);
+            got.extend(decode_f32s(&c.data));
+            chunks += 1;
+        }
+        assert_eq!(chunks, 4);
+        assert_eq!(got, initial);
+        // Push in uneven data messages (3 floats, then the rest in 200-float pieces).
+        let grads = vec![0.25f32; n];
+        let mut msgs = vec![header("model", 0, n as u64), data(&grads[..3])];
+        msgs.extend(grads[3..].chunks(200).map(data));
+        let reply = s.push(tokio_stream::iter(msgs)).await.unwrap().into_inner();
+        assert_eq!(
+            (reply.outcome, reply.version),
+            (stagewise_ps::proto::PushOutcome::Applied as i32, 1)
+        );
+        // A data message larger than max_message_bytes: refused, nothing applied.
+        let mut big = s.clone().max_encoding_message_size(1 << 20);
+        let r = big
+            .push(tokio_stream::iter(vec![
+                header("model", 1, n as u64),
+                data(&grads),
+            ]))
+            .await;
+        assert_eq!(r.err().map(|s| s.code()), Some(Code::OutOfRange));
+    });
+    assert_eq!(server.version(), 1);
+    assert_eq!(server.refusals().malformed, 1);
+    // The library client reads what the tonic client wrote, and pushes a shared buffer.
+    let mut wc = worker_config(vec![url], 4);
+    wc.max_chunk_bytes = 1024;
+    wc.max_message_bytes = 2048;
+    let mut client = stagewise_ps::transport::grpc::BlockingGrpcClient::connect(&wc).unwrap();
+    let mut params = vec![0.0f32; n];
+    let pulled = client.pull(&[0], &mut params).unwrap();
+    assert_eq!(pulled.versions, vec![1]);
+    assert_eq!(params, server.snapshot().1);
+    let grads = std::sync::Arc::new(vec![0.5f32; n]);
+    let out = client
+        .push_shared(&pulled.versions, &grads, Default::default())
+        .unwrap();
+    assert_eq!(out[0].version(), 2);
+    drop(client);
+    rt.block_on(handle.shutdown()).unwrap();
+}

@@ -207,6 +207,33 @@ fn loss_and_accuracy(logits: &[f32], labels: &[i64]) -> (f64, f64) {
     (loss / n, correct as f64 / n)
 }
 
+/// Mean cross-entropy gradient of `model` on `batch`, written into `out` in the flat order of
+/// [`bridge`]; returns the model back with the batch's mean loss and accuracy.
+pub(crate) fn batch_gradient(
+    model: Model,
+    batch: &Batch,
+    loss_fn: &CrossEntropyLoss,
+    out: &mut Vec<f32>,
+) -> (Model, f64, f64) {
+    let device = training_device();
+    let images = Tensor::<4>::from_data(
+        TensorData::new(batch.images.clone(), batch.shape()),
+        &device,
+    );
+    let labels =
+        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.len]), &device);
+    let logits = model.forward(images);
+    let loss = loss_fn.forward(logits.clone(), labels);
+    let values = logits
+        .into_data_as::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    let (mean_loss, accuracy) = loss_and_accuracy(&values, &batch.labels);
+    let gradients = GradientsParams::from_grads(loss.backward(), &model);
+    bridge::read_grads_into(&model, &gradients, out);
+    (model, mean_loss, accuracy)
+}
+
 /// A [`GradientSource`] computing gradients of a burn model on one worker's shard.
 pub struct ModelWorker {
     /// `None` only while a gradient is being computed.
@@ -353,23 +380,8 @@ impl GradientSource for ModelWorker {
         let model = bridge::write_params(model, params)
             .map_err(|e| GradientError(format!("writing parameters into the model: {e}")))?;
         let batch = &self.batch;
-        let images = Tensor::<4>::from_data(
-            TensorData::new(batch.images.clone(), batch.shape()),
-            &device,
-        );
-        let labels = Tensor::<1, Int>::from_data(
-            TensorData::new(batch.labels.clone(), [batch.len]),
-            &device,
-        );
-        let logits = model.forward(images);
-        let loss = self.loss_fn.forward(logits.clone(), labels);
-        let values = logits
-            .into_data_as::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        let (mean_loss, accuracy) = loss_and_accuracy(&values, &batch.labels);
-        let gradients = GradientsParams::from_grads(loss.backward(), &model);
-        bridge::read_grads_into(&model, &gradients, &mut self.grad_buf);
+        let (model, mean_loss, accuracy) =
+            batch_gradient(model, batch, &self.loss_fn, &mut self.grad_buf);
         self.model = Some(model);
         if !mean_loss.is_finite() {
             return Err(GradientError(format!(

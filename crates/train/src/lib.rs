@@ -19,6 +19,7 @@ pub mod asgd;
 pub mod bench;
 pub mod bridge;
 pub mod model;
+pub mod spectrum;
 
 use burn::tensor::Device;
 

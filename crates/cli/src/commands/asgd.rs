@@ -83,7 +83,8 @@ pub struct ModelArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop: Option<f64>,
 
-    /// Weight decay (coupled, "grad" mode), applied by the server's optimizer [default: 0].
+    /// Weight decay (coupled, "grad" mode), applied by the server's optimizer [default: 5e-4 for
+    /// recipes, the plan file's otherwise].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
@@ -131,7 +132,7 @@ pub struct ModelArgs {
     pub seed: Option<u64>,
 }
 
-fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+pub(crate) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     match s {
         "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
         "synthetic" => Ok(DatasetKind::Synthetic),

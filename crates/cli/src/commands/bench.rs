@@ -21,7 +21,9 @@ enum BenchCommand {
     /// (copy and triad over the same buffers) measured in the same run.
     Optim(OptimBenchArgs),
     /// Parameter-server throughput: pushes/s and bytes/s in-process and over gRPC on
-    /// loopback, beside a raw TCP loopback transfer, and mean staleness as workers are added.
+    /// loopback, beside loopback references measured in the same run (iperf3, one stream, when
+    /// it is on PATH; a raw TCP transfer), and mean staleness as workers are added. PyTorch
+    /// baselines: tools/bench_ps_torch.py.
     Ps(super::ps::PsBenchArgs),
     /// Training throughput (images/s) of full steps, with the time of a step split into
     /// batching, forward, backward, the flat bridge and the optimizer.

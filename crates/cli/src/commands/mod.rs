@@ -6,4 +6,5 @@ pub mod optim;
 pub mod plan;
 pub mod plan_source;
 pub mod ps;
+pub mod spectrum_source;
 pub mod train;

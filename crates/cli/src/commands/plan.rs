@@ -17,10 +17,13 @@ use stagewise_core::optim::convert::{
 };
 use stagewise_core::optim::QhmHyper;
 use stagewise_core::schedule::{fmt_num, Plan, Recipe, RecipeParams};
+use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
-    explain, parse_spectrum, recommend, CarryOver, ExplainOptions, MomentumMatch, RecommendOptions,
-    Setting,
+    explain, parse_spectrum, recommend, AsgdUpdate, CarryOver, ExplainOptions, MomentumMatch,
+    RecommendOptions, Setting, Spectrum,
 };
+
+use super::spectrum_source::{render_estimate, EstimatorOpts};
 
 /// Arguments of `stagewise plan`.
 #[derive(Args, Debug)]
@@ -57,6 +60,13 @@ enum PlanCommand {
     /// `stagewise plan convert --from pid --kp -0.1 --ki 0.1 --kd 0.9`;
     /// `stagewise plan convert --from qhm --lr 1 --beta 0.9 --nu 1 --to pytorch-sgd`.
     Convert(ConvertArgs),
+    /// Estimate a model's curvature and gradient-noise spectrum (top Hessian eigenpairs by
+    /// Lanczos on finite-difference Hessian-vector products, tr H by Hutchinson, noise from
+    /// minibatch gradients) and write it as JSON for `--spectrum FILE.json`.
+    ///
+    /// Example: `stagewise plan spectrum runs/cnn --out cnn-spectrum.json` (a run folder of
+    /// `stagewise train`), or `stagewise plan spectrum mlp --spectrum-dataset synthetic`.
+    Spectrum(SpectrumArgs),
 }
 
 /// Arguments of `stagewise plan show`.
@@ -175,8 +185,8 @@ struct TheoryOpts {
     curvature: f64,
 
     /// Largest Hessian eigenvalue (> 0) for the stability columns and warnings
-    /// [default: the spectrum's largest h, else --curvature]. `recommend` also uses it to cap
-    /// the ASGD learning rate.
+    /// [default: the spectrum's largest h, else --curvature]. `recommend` also uses it (or the
+    /// spectrum's largest h) to cap the ASGD learning rate.
     #[arg(long, value_name = "H")]
     h_max: Option<f64>,
 
@@ -184,8 +194,18 @@ struct TheoryOpts {
     /// Hessian eigenvalues h and per-example gradient-noise eigenvalues c: JSON
     /// (`{"h": [..], "c": [..]}` or `[{"h": .., "c": ..}, ..]`, name ending in .json) or CSV
     /// (lines `h,c`, optional header). Without it the bound is skipped.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", conflicts_with = "estimate_from_model")]
     spectrum: Option<String>,
+
+    /// Estimate the spectrum from a model instead: a run folder of `stagewise train` (its
+    /// checkpoint, on its data) or a model name (mlp, cnn, resnet) at initialization. Its
+    /// largest eigenvalue becomes the default --h-max. See `plan spectrum --help` for the
+    /// estimator's options.
+    #[arg(long, value_name = "RUN_DIR|MODEL")]
+    estimate_from_model: Option<String>,
+
+    #[command(flatten)]
+    estimator: EstimatorOpts,
 
     /// Prior variance λ₀ (> 0) of the bound.
     #[arg(long, value_name = "V", default_value_t = 1.0)]
@@ -209,16 +229,51 @@ struct TheoryOpts {
     rel_tol: f64,
 }
 
+/// The spectrum the theory options ask for: none, given, or estimated from a model.
+#[derive(Debug, Default)]
+struct SpectrumChoice {
+    spectrum: Option<Spectrum>,
+    estimate: Option<SpectrumEstimate>,
+}
+
 impl TheoryOpts {
-    fn options(&self) -> anyhow::Result<ExplainOptions> {
-        let spectrum = match &self.spectrum {
-            None => None,
-            Some(s) => Some(parse_spectrum(s).context("reading --spectrum")?),
-        };
+    /// Reads or estimates the spectrum (estimating takes minutes for the cnn).
+    fn spectrum(&self) -> anyhow::Result<SpectrumChoice> {
+        if let Some(source) = &self.estimate_from_model {
+            let est = self.estimator.estimate(source)?;
+            let spectrum = est.spectrum().context("the estimated spectrum")?;
+            return Ok(SpectrumChoice {
+                spectrum: Some(spectrum),
+                estimate: Some(est),
+            });
+        }
+        Ok(SpectrumChoice {
+            spectrum: match &self.spectrum {
+                None => None,
+                Some(s) => Some(parse_spectrum(s).context("reading --spectrum")?),
+            },
+            estimate: None,
+        })
+    }
+
+    /// --h-max, else the largest eigenvalue of the spectrum (given or estimated).
+    fn h_max(&self, choice: &SpectrumChoice) -> Option<f64> {
+        self.h_max.or_else(|| {
+            choice
+                .spectrum
+                .as_ref()
+                .map(|s| s.h.iter().copied().fold(0.0, f64::max))
+                .filter(|h| *h > 0.0)
+        })
+    }
+
+    fn options(&self, choice: SpectrumChoice) -> anyhow::Result<ExplainOptions> {
+        let h_max = self.h_max(&choice);
+        let spectrum = choice.spectrum;
         Ok(ExplainOptions {
             n_train: self.n_train,
             curvature: self.curvature,
-            h_max: self.h_max,
+            h_max,
             spectrum,
             prior_var: self.prior_var,
             delta: self.delta,
@@ -251,12 +306,23 @@ struct ExplainArgs {
 fn explain_cmd(args: ExplainArgs) -> anyhow::Result<()> {
     let plan =
         Plan::load(&args.file).with_context(|| format!("loading plan {}", args.file.display()))?;
-    let ex = explain(&plan, &args.theory.options()?)
+    let choice = args.theory.spectrum()?;
+    let estimate = choice.estimate.clone();
+    let ex = explain(&plan, &args.theory.options(choice)?)
         .with_context(|| format!("explaining plan {}", args.file.display()))?;
     if args.json {
-        emit(&(serde_json::to_string_pretty(&ex)? + "\n"))
+        let v = match estimate {
+            Some(est) => json!({ "explanation": ex, "spectrum_estimate": est }),
+            None => serde_json::to_value(&ex)?,
+        };
+        emit(&(serde_json::to_string_pretty(&v)? + "\n"))
     } else {
-        emit(&ex.render())
+        let head = estimate.as_ref().map(render_estimate).unwrap_or_default();
+        emit(&format!(
+            "{head}{}{}",
+            if head.is_empty() { "" } else { "\n" },
+            ex.render()
+        ))
     }
 }
 
@@ -280,6 +346,58 @@ enum MatchRule {
     DcGain,
     /// Match the mean gradient age: β/(1−β) = β_e/(1−β_e) + (M − 1).
     MeanLag,
+}
+
+/// How the parameter server applies the workers' gradients.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum UpdateRule {
+    /// Every push is applied when it arrives (asynchronous).
+    PerPush,
+    /// M gradients are averaged into one update (synchronous).
+    Averaged,
+}
+
+/// Arguments of `stagewise plan spectrum`.
+#[derive(Args, Debug)]
+struct SpectrumArgs {
+    /// A run folder of `stagewise train` (its checkpoint, on its data), or a model name (mlp,
+    /// cnn, resnet) at initialization.
+    #[arg(value_name = "RUN_DIR|MODEL")]
+    source: String,
+
+    #[command(flatten)]
+    estimator: EstimatorOpts,
+
+    /// Write the estimate as JSON to this file (read back by `--spectrum FILE.json`).
+    #[arg(long, value_name = "FILE.json")]
+    out: Option<PathBuf>,
+
+    /// Print the estimate as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn spectrum_cmd(args: SpectrumArgs) -> anyhow::Result<()> {
+    let est = args.estimator.estimate(&args.source)?;
+    let text = serde_json::to_string_pretty(&est)? + "\n";
+    if let Some(path) = &args.out {
+        stagewise_train::checkpoint::write_atomically(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        emit(&text)
+    } else {
+        let mut o = render_estimate(&est);
+        if let Some(path) = &args.out {
+            writeln!(
+                o,
+                "\nwritten to {} (use --spectrum {})",
+                path.display(),
+                path.display()
+            )?;
+        }
+        emit(&o)
+    }
 }
 
 /// Arguments of `stagewise plan recommend`.
@@ -334,6 +452,12 @@ struct RecommendArgs {
     /// capped (give --h-max for the cap), explicit momentum reduced for the implicit 1−1/M.
     #[arg(long, value_name = "M")]
     workers: Option<u32>,
+
+    /// With --workers: how the server applies gradients. per-push (asynchronous, the default
+    /// of `stagewise asgd`): α0 is kept and capped for staleness τ ≈ M−1; averaged (policy
+    /// sync): α0·M, no staleness.
+    #[arg(long, value_enum, default_value = "per-push", requires = "workers")]
+    update: UpdateRule,
 
     /// With --workers: how explicit and asynchronous momentum are combined.
     #[arg(long, value_enum, default_value = "dc-gain", requires = "workers")]
@@ -411,7 +535,7 @@ impl RecommendArgs {
         }
     }
 
-    fn options(&self) -> anyhow::Result<RecommendOptions> {
+    fn options(&self, h_max: Option<f64>) -> anyhow::Result<RecommendOptions> {
         let mut o = RecommendOptions::new(self.setting()?);
         o.batch = self.batch;
         o.epochs = self.epochs;
@@ -423,7 +547,11 @@ impl RecommendArgs {
             self.nu
         };
         o.workers = self.workers;
-        o.h_max = self.theory.h_max;
+        o.h_max = h_max;
+        o.update = match self.update {
+            UpdateRule::PerPush => AsgdUpdate::PerPush,
+            UpdateRule::Averaged => AsgdUpdate::Averaged,
+        };
         o.momentum_match = match self.momentum_match {
             MatchRule::DcGain => MomentumMatch::DcGain,
             MatchRule::MeanLag => MomentumMatch::MeanLag,
@@ -434,18 +562,23 @@ impl RecommendArgs {
 
 fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
     let mut o = String::new();
-    let opts = args.options()?;
+    let choice = args.theory.spectrum()?;
+    let estimate = choice.estimate.clone();
+    let opts = args.options(args.theory.h_max(&choice))?;
     let rec = recommend(&opts).context("recommending a plan")?;
-    let ex = explain(&rec.plan, &args.theory.options()?).context("explaining the plan")?;
+    let ex = explain(&rec.plan, &args.theory.options(choice)?).context("explaining the plan")?;
     if let Some(path) = &args.out {
         rec.plan
             .save(path)
             .with_context(|| format!("writing plan {}", path.display()))?;
     }
     if args.json {
-        let v = json!({ "recommendation": rec, "explanation": ex });
+        let v = json!({ "recommendation": rec, "explanation": ex, "spectrum_estimate": estimate });
         writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
         return emit(&o);
+    }
+    if let Some(est) = &estimate {
+        writeln!(o, "{}", render_estimate(est))?;
     }
     writeln!(
         o,
@@ -843,6 +976,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         PlanCommand::Explain(a) => explain_cmd(a),
         PlanCommand::Recommend(a) => recommend_cmd(a),
         PlanCommand::Convert(a) => convert_cmd(a),
+        PlanCommand::Spectrum(a) => spectrum_cmd(a),
     }
 }
 

@@ -18,6 +18,11 @@ pub const DEFAULT_RECIPE: RecipeParams = RecipeParams {
     drop: 2.0,
 };
 
+/// Coupled weight decay of recipe-built plans when none is given: 5e-4 lifted the default cnn
+/// run from 0.9195 to 0.9216 best test accuracy (see README, "Accuracy of the default run").
+/// Plan files keep their own `weight_decay`.
+pub const DEFAULT_WEIGHT_DECAY: f64 = 5e-4;
+
 /// The plan options of a command, each unset unless given.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlanChoice<'a> {
@@ -39,7 +44,7 @@ pub struct PlanChoice<'a> {
     pub stages: Option<usize>,
     /// Drop factor.
     pub drop: Option<f64>,
-    /// Coupled weight decay, replacing the plan's.
+    /// Coupled weight decay, replacing the plan's [default for recipes: `DEFAULT_WEIGHT_DECAY`].
     pub weight_decay: Option<f64>,
 }
 
@@ -61,7 +66,10 @@ impl PlanChoice<'_> {
                     stages: self.stages.unwrap_or(d.stages),
                     drop: self.drop.unwrap_or(d.drop),
                 };
-                params.build(self.recipe.unwrap_or(Recipe::Stagewise))?
+                let mut plan = params.build(self.recipe.unwrap_or(Recipe::Stagewise))?;
+                plan.weight_decay = DEFAULT_WEIGHT_DECAY;
+                plan.weight_decay_type = WeightDecay::Grad;
+                plan
             }
         };
         if let Some(wd) = self.weight_decay {

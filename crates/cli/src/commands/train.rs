@@ -1,5 +1,6 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
+use super::asgd::parse_dataset;
 use super::plan_source::PlanChoice;
 use anyhow::Context;
 use clap::Args;
@@ -75,7 +76,7 @@ pub struct TrainArgs {
     #[arg(long)]
     drop: Option<f64>,
 
-    /// Weight decay (coupled, "grad" mode) [default: 0].
+    /// Weight decay (coupled, "grad" mode) [default: 5e-4 for recipes, the plan file's otherwise].
     #[arg(long)]
     weight_decay: Option<f64>,
 
@@ -122,16 +123,6 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     quiet: bool,
-}
-
-fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
-    match s {
-        "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
-        "synthetic" => Ok(DatasetKind::Synthetic),
-        other => Err(format!(
-            "unknown dataset '{other}'; allowed: fashion-mnist, synthetic"
-        )),
-    }
 }
 
 impl TrainArgs {

@@ -344,6 +344,21 @@ impl Staleness {
     }
 }
 
+/// How a parameter server turns the workers' gradients into updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AsgdUpdate {
+    /// Asynchronous: every push is applied when it arrives (stagewise's `asgd` and `ps`
+    /// policies other than `sync`). Each update still sees one worker's batch b, so the
+    /// learning rate is **not** scaled by M; staleness τ ≈ M − 1 caps it instead.
+    #[default]
+    PerPush,
+    /// Synchronous: M gradients are averaged into one update (policy `sync`, and what PC's
+    /// "ASGD" code really ran). The update sees M·b examples: linear scaling α·M applies, and
+    /// there is no staleness.
+    Averaged,
+}
+
 /// Options of [`recommend_lr`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AsgdLrOptions {
@@ -363,6 +378,8 @@ pub struct AsgdLrOptions {
     pub quantile: f64,
     /// Fraction of the stability limit allowed (default 0.5).
     pub safety: f64,
+    /// Per-push (asynchronous, default) or averaged (synchronous) updates.
+    pub update: AsgdUpdate,
 }
 
 impl AsgdLrOptions {
@@ -377,6 +394,7 @@ impl AsgdLrOptions {
             staleness: Staleness::RoundRobin { workers },
             quantile: 0.99,
             safety: 0.5,
+            update: AsgdUpdate::PerPush,
         }
     }
 }
@@ -384,7 +402,8 @@ impl AsgdLrOptions {
 /// Output of [`recommend_lr`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrRecommendation {
-    /// α_ref · b · M / reference_batch.
+    /// α_ref · b / reference_batch, times M for averaged updates (the learning rate before
+    /// the stability cap).
     pub linear_scaled: f64,
     /// Staleness used for the cap (the chosen quantile), if a cap was computed.
     pub tau_used: Option<u32>,
@@ -396,23 +415,31 @@ pub struct LrRecommendation {
     pub capped: bool,
 }
 
-/// Recommended ASGD learning rate for M workers  [C: linear scaling from PC's SGP code;
-/// D/R: staleness cap, theory.md §4.2]:
+/// Recommended learning rate for M workers  [C: linear scaling from PC's SGP code, which
+/// averaged; D/R: staleness cap, theory.md §4.2]:
 ///
 /// ```text
-/// α = min( α_ref · b · M / 256,  safety · 2 sin(π/(2(2τ_p+1))) / λ_max )
+/// per-push (asynchronous):  α = min( α_ref · b / b_ref,      safety · 2 sin(π/(2(2τ_p+1))) / λ_max )
+/// averaged (synchronous):   α = min( α_ref · b · M / b_ref,  safety · 2 / λ_max )
 /// ```
 ///
-/// The cap uses the exact constant-delay limit, not the looser π/((2τ+1)λ_max) of theory.md
-/// (see [`staleness_stability_limit_approx`]).
+/// Linear scaling belongs to averaged updates only: an asynchronous server applies each
+/// worker's gradient of b examples as one update, so M workers give M times more updates,
+/// not larger ones, and scaling α by M would multiply the step while staleness already
+/// shrinks the stable range. The cap uses the exact constant-delay limit, not the looser
+/// π/((2τ+1)λ_max) of theory.md (see [`staleness_stability_limit_approx`]).
 ///
 /// ```
-/// use stagewise_core::theory::{recommend_lr, AsgdLrOptions};
+/// use stagewise_core::theory::{recommend_lr, AsgdLrOptions, AsgdUpdate};
 /// let mut o = AsgdLrOptions::new(0.1, 256.0, 4);
-/// assert!((recommend_lr(&o).unwrap().lr - 0.4).abs() < 1e-12);
+/// assert!((recommend_lr(&o).unwrap().lr - 0.1).abs() < 1e-12); // per push: not scaled
 /// o.lambda_max = Some(10.0); // τ = 3: limit 0.0445, half of it 0.0223
 /// let r = recommend_lr(&o).unwrap();
 /// assert!(r.capped && (r.lr - 0.5 * 0.4450418679 / 10.0).abs() < 1e-9);
+/// o.update = AsgdUpdate::Averaged; // synchronous: α·M = 0.4, capped at ½ · 2/λ_max = 0.1
+/// let r = recommend_lr(&o).unwrap();
+/// assert!((r.linear_scaled - 0.4).abs() < 1e-12 && (r.lr - 0.1).abs() < 1e-12);
+/// assert_eq!(r.tau_used, Some(0));
 /// ```
 pub fn recommend_lr(opts: &AsgdLrOptions) -> Result<LrRecommendation> {
     error::positive("lr_ref", opts.lr_ref)?;
@@ -423,11 +450,17 @@ pub fn recommend_lr(opts: &AsgdLrOptions) -> Result<LrRecommendation> {
     if !(opts.safety > 0.0 && opts.safety <= 1.0) {
         return Err(error::out_of_range("safety", opts.safety, "in (0, 1]"));
     }
-    let linear_scaled =
-        opts.lr_ref * opts.batch_per_worker * f64::from(opts.workers) / opts.reference_batch;
+    let workers_factor = match opts.update {
+        AsgdUpdate::PerPush => 1.0,
+        AsgdUpdate::Averaged => f64::from(opts.workers),
+    };
+    let linear_scaled = opts.lr_ref * opts.batch_per_worker * workers_factor / opts.reference_batch;
     let (tau_used, stability_limit) = match opts.lambda_max {
         Some(l) => {
-            let tau = opts.staleness.quantile(opts.quantile)?;
+            let tau = match opts.update {
+                AsgdUpdate::PerPush => opts.staleness.quantile(opts.quantile)?,
+                AsgdUpdate::Averaged => 0,
+            };
             (Some(tau), Some(max_stable_lr_delayed(tau, l)?))
         }
         None => {

@@ -10,6 +10,8 @@
 //! - [`invariants`]: per-stage α·T, α/b, α·ν·β/(1−β) and the convergence conditions of §2;
 //! - [`bound`]: the PAC-Bayes bound proxy of a multistage plan (§3.3–3.4);
 //! - [`asgd`]: staleness stability, variance under delay, implicit momentum, lr advice (§4);
+//! - [`estimate`]: a spectrum estimated from a model (Lanczos on Hessian-vector products,
+//!   Hutchinson's trace, minibatch gradient noise);
 //! - [`adapter`], [`explain`], [`recommend`](mod@recommend), [`spectrum_input`]: the bridges to
 //!   the rest of the crate: a [`schedule::Plan`](crate::schedule::Plan) as the theory's stage
 //!   list, a plan's explanation with warnings, a stagewise plan recommended from a familiar
@@ -33,6 +35,7 @@ pub mod adapter;
 pub mod asgd;
 pub mod bound;
 mod error;
+pub mod estimate;
 pub mod explain;
 pub mod invariants;
 pub mod qhm;
@@ -44,7 +47,8 @@ pub use asgd::{
     compose_momentum, delayed_variance_exact, delayed_variance_first_order, delayed_variance_sde,
     delayed_variance_second_order, explicit_momentum_for_target, implicit_momentum,
     max_stable_lr_delayed, recommend_lr, staleness_stability_limit,
-    staleness_stability_limit_approx, AsgdLrOptions, LrRecommendation, MomentumMatch, Staleness,
+    staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate, LrRecommendation, MomentumMatch,
+    Staleness,
 };
 pub use bound::{
     final_variance, gaussian_kl, pac_bayes_gap, plan_bound, risk_inflation, stage_variance,

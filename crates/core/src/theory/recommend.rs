@@ -16,11 +16,16 @@
 //!
 //! **Asynchronous SGD** (`workers = Some(M)`), theory.md §4 \[D/R\]:
 //!
-//! - staleness τ ≈ M − 1 (round-robin homogeneous workers);
-//! - the learning rate comes from [`recommend_lr`]: linear scaling α0·M (the user's α0 was
-//!   tuned with one worker at the same batch per worker; PC's SGP rule α_ref·b·M/256 \[C\]),
-//!   capped at ½ of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is
-//!   known. Without h_max there is no cap, and a warning says so;
+//! - per-push updates ([`AsgdUpdate::PerPush`], the default: the server applies each push):
+//!   staleness τ ≈ M − 1 (round-robin homogeneous workers); the learning rate comes from
+//!   [`recommend_lr`]: the user's α0 (tuned with one worker at the same batch per worker) is
+//!   **not** scaled by M, since each push is still one update of b examples, and is capped at
+//!   ½ of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is known.
+//!   Without h_max there is no cap, and a warning says so;
+//! - averaged updates ([`AsgdUpdate::Averaged`], the `sync` policy): one update per M
+//!   gradients of M·b examples, no staleness: linear scaling α0·M (PC's SGP rule
+//!   α_ref·b·M/256 \[C\]), capped at ½ · 2/h_max, β kept. The momentum bullet below applies to
+//!   per-push updates only;
 //! - asynchrony acts as an implicit momentum 1 − 1/M ([`implicit_momentum`]), so the explicit
 //!   β0 is reduced to the value that, combined with the asynchrony, gives the converted β0
 //!   back ([`explicit_momentum_for_target`], default rule [`MomentumMatch::DcGain`]:
@@ -40,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::asgd::{
     compose_momentum, explicit_momentum_for_target, implicit_momentum, recommend_lr, AsgdLrOptions,
-    LrRecommendation, MomentumMatch,
+    AsgdUpdate, LrRecommendation, MomentumMatch,
 };
 use super::explain::AdviceError;
 use super::qhm::QhmParams;
@@ -188,6 +193,8 @@ pub struct RecommendOptions {
     pub h_max: Option<f64>,
     /// How explicit and implicit momentum are combined (ASGD only).
     pub momentum_match: MomentumMatch,
+    /// Per-push (asynchronous, default) or averaged (synchronous) updates (with `workers`).
+    pub update: AsgdUpdate,
 }
 
 impl RecommendOptions {
@@ -204,6 +211,7 @@ impl RecommendOptions {
             workers: None,
             h_max: None,
             momentum_match: MomentumMatch::DcGain,
+            update: AsgdUpdate::PerPush,
         }
     }
 }
@@ -213,9 +221,11 @@ impl RecommendOptions {
 pub struct AsgdAdvice {
     /// Number of workers M.
     pub workers: u32,
-    /// Staleness assumed, τ = M − 1.
+    /// Per-push or averaged updates.
+    pub update: AsgdUpdate,
+    /// Staleness assumed: τ = M − 1 per push, 0 averaged.
     pub tau: u32,
-    /// Implicit momentum of asynchrony, 1 − 1/M.
+    /// Implicit momentum of asynchrony: 1 − 1/M per push, 0 averaged.
     pub implicit_momentum: f64,
     /// The learning-rate recommendation of [`recommend_lr`].
     pub lr: LrRecommendation,
@@ -293,99 +303,10 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
     let asgd = match opts.workers {
         None => None,
         Some(m) => {
-            implicit_momentum(m)?;
-            let mut o = AsgdLrOptions::new(h.lr, opts.batch as f64, m);
-            o.reference_batch = opts.batch as f64;
-            o.lambda_max = opts.h_max;
-            let rec = recommend_lr(&o)?;
-            let q = implicit_momentum(m)?;
-            let exact = explicit_momentum_for_target(h.beta, m, opts.momentum_match)?;
-            let explicit = exact.max(0.0);
-            let total = compose_momentum(explicit, m, opts.momentum_match)?;
-            reasons.push(format!(
-                "ASGD with M = {m} workers: staleness τ ≈ M − 1 = {} (round-robin workers, \
-                 theory.md §4.1)",
-                m - 1
-            ));
-            match (rec.stability_limit, rec.capped) {
-                (Some(limit), true) => reasons.push(format!(
-                    "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP \
-                     code) is capped at ½ of the delayed-SGD stability limit \
-                     2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {}: α0 = {}",
-                    fmt_num(rec.linear_scaled),
-                    fmt_num(limit),
-                    fmt_num(opts.h_max.unwrap_or(f64::NAN)),
-                    fmt_num(rec.lr)
-                )),
-                (Some(limit), false) => reasons.push(format!(
-                    "learning rate: linear scaling α0·M = {} (theory.md §4.2) is below ½ of the \
-                     delayed-SGD stability limit {} for h_max = {}: kept",
-                    fmt_num(rec.linear_scaled),
-                    fmt_num(limit),
-                    fmt_num(opts.h_max.unwrap_or(f64::NAN)),
-                )),
-                (None, _) => {
-                    reasons.push(format!(
-                        "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP \
-                         code), not capped",
-                        fmt_num(rec.linear_scaled)
-                    ));
-                    if m > 1 {
-                        warnings.push(format!(
-                            "no h_max given: the staleness cap could not be applied. With τ = {} \
-                             delayed SGD is stable only for α < 2 sin(π/(2(2τ+1)))/h_max = {}/h_max; \
-                             α0 = {} needs h_max < {}. Give --h-max (largest Hessian eigenvalue) \
-                             to cap it",
-                            m - 1,
-                            fmt_num(super::staleness_stability_limit(m - 1)),
-                            fmt_num(rec.lr),
-                            fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
-                        ));
-                    }
-                }
-            }
-            reasons.push(format!(
-                "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (theory.md §4.1, \
-                 [D]); to keep the total at the converted β = {} the explicit momentum becomes {} \
-                 ({} rule{})",
-                fmt_num(q),
-                fmt_num(h.beta),
-                fmt_num(explicit),
-                match opts.momentum_match {
-                    MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
-                    MomentumMatch::MeanLag => "mean-lag: β/(1−β) = β_e/(1−β_e) + (M − 1)",
-                },
-                if explicit != exact {
-                    format!(", clamped from {}", fmt_num(exact))
-                } else {
-                    String::new()
-                }
-            ));
-            if exact < 0.0 {
-                warnings.push(format!(
-                    "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: \
-                     the exact explicit momentum would be negative ({}), which plans do not \
-                     allow; β0 = 0 is used and the total momentum is {} (use fewer workers or a \
-                     larger β to match it)",
-                    fmt_num(q),
-                    fmt_num(h.beta),
-                    fmt_num(exact),
-                    fmt_num(total)
-                ));
-            }
-            lr = rec.lr;
-            beta = explicit;
-            Some(AsgdAdvice {
-                workers: m,
-                tau: m - 1,
-                implicit_momentum: q,
-                lr: rec,
-                target_momentum: h.beta,
-                momentum_match: opts.momentum_match,
-                explicit_momentum_exact: exact,
-                explicit_momentum: explicit,
-                total_momentum: total,
-            })
+            let advice = asgd_advice(opts, m, h, &mut reasons, &mut warnings)?;
+            lr = advice.lr.lr;
+            beta = advice.explicit_momentum;
+            Some(advice)
         }
     };
 
@@ -437,5 +358,139 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         plan,
         reasons,
         warnings,
+    })
+}
+
+/// The ASGD adjustments of [`recommend`] for M workers, with their reasons and warnings.
+fn asgd_advice(
+    opts: &RecommendOptions,
+    m: u32,
+    h: QhmHyper,
+    reasons: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<AsgdAdvice, AdviceError> {
+    let q = implicit_momentum(m)?;
+    let mut o = AsgdLrOptions::new(h.lr, opts.batch as f64, m);
+    o.reference_batch = opts.batch as f64;
+    o.lambda_max = opts.h_max;
+    o.update = opts.update;
+    let rec = recommend_lr(&o)?;
+    let h_max = fmt_num(opts.h_max.unwrap_or(f64::NAN));
+    if opts.update == AsgdUpdate::Averaged {
+        reasons.push(format!(
+            "synchronous SGD with M = {m} workers (policy sync): each update averages M \
+             gradients, {} examples, and sees no staleness; the converted β = {} is kept",
+            u64::from(m) * opts.batch,
+            fmt_num(h.beta)
+        ));
+        reasons.push(match rec.stability_limit {
+            Some(limit) => format!(
+                "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP code), \
+                 {} ½ of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
+                fmt_num(rec.linear_scaled),
+                if rec.capped { "capped at" } else { "below" },
+                fmt_num(limit),
+                h_max,
+                fmt_num(rec.lr)
+            ),
+            None => format!(
+                "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP code)",
+                fmt_num(rec.linear_scaled)
+            ),
+        });
+        return Ok(AsgdAdvice {
+            workers: m,
+            update: opts.update,
+            tau: 0,
+            implicit_momentum: 0.0,
+            lr: rec,
+            target_momentum: h.beta,
+            momentum_match: opts.momentum_match,
+            explicit_momentum_exact: h.beta,
+            explicit_momentum: h.beta,
+            total_momentum: h.beta,
+        });
+    }
+    let exact = explicit_momentum_for_target(h.beta, m, opts.momentum_match)?;
+    let explicit = exact.max(0.0);
+    let total = compose_momentum(explicit, m, opts.momentum_match)?;
+    reasons.push(format!(
+        "ASGD with M = {m} workers, every push applied when it arrives: staleness τ ≈ M − 1 = \
+         {} (round-robin workers, theory.md §4.1)",
+        m - 1
+    ));
+    let kept = format!(
+        "learning rate: α0 = {} is not scaled by M (each push is one update of b = {} \
+         examples; linear scaling belongs to averaged updates, --update averaged)",
+        fmt_num(rec.linear_scaled),
+        opts.batch
+    );
+    match (rec.stability_limit, rec.capped) {
+        (Some(limit), true) => reasons.push(format!(
+            "{kept}, and is capped at ½ of the delayed-SGD stability limit \
+             2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {} (theory.md §4.2): α0 = {}",
+            fmt_num(limit),
+            h_max,
+            fmt_num(rec.lr)
+        )),
+        (Some(limit), false) => reasons.push(format!(
+            "{kept}; it is below ½ of the delayed-SGD stability limit {} for h_max = {}",
+            fmt_num(limit),
+            h_max,
+        )),
+        (None, _) => {
+            reasons.push(kept);
+            if m > 1 {
+                warnings.push(format!(
+                    "no h_max given: the staleness cap could not be applied. With τ = {} \
+                     delayed SGD is stable only for α < 2 sin(π/(2(2τ+1)))/h_max = {}/h_max; \
+                     α0 = {} needs h_max < {}. Give --h-max (largest Hessian eigenvalue) or \
+                     --estimate-from-model to cap it",
+                    m - 1,
+                    fmt_num(super::staleness_stability_limit(m - 1)),
+                    fmt_num(rec.lr),
+                    fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
+                ));
+            }
+        }
+    }
+    reasons.push(format!(
+        "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (theory.md §4.1, [D]); \
+         to keep the total at the converted β = {} the explicit momentum becomes {} ({} rule{})",
+        fmt_num(q),
+        fmt_num(h.beta),
+        fmt_num(explicit),
+        match opts.momentum_match {
+            MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
+            MomentumMatch::MeanLag => "mean-lag: β/(1−β) = β_e/(1−β_e) + (M − 1)",
+        },
+        if explicit != exact {
+            format!(", clamped from {}", fmt_num(exact))
+        } else {
+            String::new()
+        }
+    ));
+    if exact < 0.0 {
+        warnings.push(format!(
+            "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: the \
+             exact explicit momentum would be negative ({}), which plans do not allow; β0 = 0 \
+             is used and the total momentum is {} (use fewer workers or a larger β to match it)",
+            fmt_num(q),
+            fmt_num(h.beta),
+            fmt_num(exact),
+            fmt_num(total)
+        ));
+    }
+    Ok(AsgdAdvice {
+        workers: m,
+        update: opts.update,
+        tau: m - 1,
+        implicit_momentum: q,
+        lr: rec,
+        target_momentum: h.beta,
+        momentum_match: opts.momentum_match,
+        explicit_momentum_exact: exact,
+        explicit_momentum: explicit,
+        total_momentum: total,
     })
 }

@@ -1,16 +1,17 @@
 //! Reading a [`Spectrum`] (Hessian eigenvalues h_j and per-example gradient-noise eigenvalues
 //! c_j) from a command-line specification or a file.
 //!
-//! This is the input path for spectra **estimated elsewhere**: this crate does not estimate a
-//! Hessian. A later estimator (e.g. Lanczos on a trained model plus the gradient covariance
-//! along the same eigenvectors) only has to write one of the file formats below.
+//! Spectra estimated from a model ([`estimate`](super::estimate), `stagewise plan spectrum`)
+//! and spectra from elsewhere come in through the same formats.
 //!
 //! Accepted specifications ([`parse_spectrum`]):
 //!
 //! - `isotropic:d=1000,h=1,c=1`: d identical directions (keys in any order, all three
 //!   required; d ≤ 10 000 000);
 //! - a path to a **JSON** file (name ending in `.json`), either the serde form of [`Spectrum`],
-//!   `{"h": [1.0, 0.5], "c": [0.1, 0.2]}`, or a list of pairs, `[{"h": 1.0, "c": 0.1}, …]`;
+//!   `{"h": [1.0, 0.5], "c": [0.1, 0.2]}`, a list of pairs, `[{"h": 1.0, "c": 0.1}, …]`, or
+//!   an estimate written by `stagewise plan spectrum` (a
+//!   [`SpectrumEstimate`](super::estimate::SpectrumEstimate));
 //! - a path to a **CSV** file (any other name): one direction per line, `h,c`; blank lines and
 //!   lines starting with `#` are skipped, and a first line that is not numeric (a header such
 //!   as `h,c`) is skipped too.
@@ -31,6 +32,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::bound::Spectrum;
+use super::estimate::SpectrumEstimate;
 use super::explain::AdviceError;
 
 /// Largest dimension accepted for an `isotropic:` specification.
@@ -142,6 +144,8 @@ pub fn load_spectrum(path: &Path) -> Result<Spectrum, AdviceError> {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum JsonSpectrum {
+    // First: an estimate has `h` and `c` too, and its bulk must not be dropped.
+    Estimate(Box<SpectrumEstimate>),
     Lists { h: Vec<f64>, c: Vec<f64> },
     Pairs(Vec<Pair>),
 }
@@ -153,7 +157,9 @@ struct Pair {
     c: f64,
 }
 
-/// Parses the JSON forms `{"h": […], "c": […]}` or `[{"h": …, "c": …}, …]`; `source` names the
+/// Parses the JSON forms `{"h": […], "c": […]}`, `[{"h": …, "c": …}, …]`, or a
+/// [`SpectrumEstimate`] as written by `stagewise plan spectrum` (its top directions with
+/// positive curvature plus its bulk, see [`SpectrumEstimate::spectrum`]); `source` names the
 /// input in error messages.
 ///
 /// # Errors
@@ -167,6 +173,12 @@ pub fn spectrum_from_json(text: &str, source: &str) -> Result<Spectrum, AdviceEr
             ),
         })?;
     let (h, c) = match parsed {
+        JsonSpectrum::Estimate(e) => {
+            return e.spectrum().map_err(|err| AdviceError::SpectrumParse {
+                source_name: source.to_string(),
+                message: err.to_string(),
+            })
+        }
         JsonSpectrum::Lists { h, c } => (h, c),
         JsonSpectrum::Pairs(p) => p.into_iter().map(|x| (x.h, x.c)).unzip(),
     };
@@ -252,5 +264,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/spec.csv"), "{e}");
+    }
+
+    #[test]
+    fn an_estimate_file_expands_its_bulk_and_drops_negative_curvature() {
+        let text = r#"{"dim": 6, "h": [9.0, -0.5], "c": [2.0, 1.0], "residuals": [0.1, 0.1],
+            "trace_h": {"value": 12.0, "std_error": 1.0, "probes": 4}, "trace_c": 7.0,
+            "bulk": {"count": 4, "h": 0.75, "c": 1.0}, "notes": ["test"]}"#;
+        let s = spectrum_from_json(text, "est.json").unwrap();
+        assert_eq!(s.h, [9.0, 0.75, 0.75, 0.75, 0.75]);
+        assert_eq!(s.c, [2.0, 1.0, 1.0, 1.0, 1.0]);
+        let none_left = r#"{"dim": 1, "h": [-1.0], "c": [1.0], "residuals": [0.0],
+            "trace_h": null, "trace_c": 1.0, "bulk": null}"#;
+        let e = spectrum_from_json(none_left, "neg.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("neg.json") && e.contains("positive curvature"),
+            "{e}"
+        );
     }
 }

@@ -350,13 +350,37 @@ impl ParamServer {
                 got: push.grads.len(),
             });
         }
-        if let Err(e) = check_finite(push.grads) {
+        self.check_finite_at(push.grads, 0)?;
+        self.push_finite(push)
+    }
+
+    /// Checks that `grads`, the floats of a gradient from index `offset` on, are finite;
+    /// counts and reports the first that is not. Transports that receive a gradient in pieces
+    /// check each piece as it lands (while it is in cache) and then call
+    /// [`ParamServer::push_finite`].
+    pub(crate) fn check_finite_at(&self, grads: &[f32], offset: usize) -> Result<(), PushError> {
+        check_finite(grads).map_err(|e| {
             self.count_refusal(|r| r.non_finite += 1);
-            return Err(match e {
+            match e {
                 stagewise_core::optim::OptimError::NonFiniteGradient { index, value } => {
-                    PushError::NonFinite { index, value }
+                    PushError::NonFinite {
+                        index: index + offset,
+                        value,
+                    }
                 }
                 other => PushError::Optimizer(other),
+            }
+        })
+    }
+
+    /// [`ParamServer::push`] for a gradient already checked to be finite
+    /// ([`ParamServer::check_finite_at`] over all of it).
+    pub(crate) fn push_finite(&self, push: Push<'_>) -> Result<PushOutcome, PushError> {
+        if push.grads.len() != self.shard.len {
+            self.count_refusal(|r| r.wrong_length += 1);
+            return Err(PushError::LengthMismatch {
+                expected: self.shard.len,
+                got: push.grads.len(),
             });
         }
         let mut st = lock(&self.state);

@@ -2,28 +2,40 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::try_join_all;
-use tonic::service::interceptor::InterceptedService;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::{poll_fn, try_join_all};
+use prost::Message;
+use tonic::codegen::{http, Service};
+use tonic::service::interceptor::{InterceptedService, ResponseBody};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
+use super::wire::{
+    bulk_message, from_le_in_place, grpc_headers, shared_le_bytes, small_message, BodyReader,
+    BufferPool, FrameBody, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD,
+    PUSH_PATH,
+};
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, AddToken};
 use crate::config::WorkerConfig;
 use crate::error::{ConfigError, PsError};
 use crate::gradient::{BatchStats, GradientSource};
 use crate::proto::parameter_server_client::ParameterServerClient;
-use crate::proto::{push_chunk, InfoRequest, PullRequest, PushChunk, PushHeader};
+use crate::proto::{push_chunk, InfoRequest, ParamChunk, PullRequest, PushChunk, PushHeader};
 use crate::server::PushOutcome;
 use crate::shard::{check_cover, ShardRange};
-use crate::transport::codec::{decode_into, encode_f32s};
 use crate::worker::{worker_loop, PsClient, Pulled, WorkerLimits, WorkerReport};
 
-type Stub = ParameterServerClient<InterceptedService<Channel, AddToken>>;
+type Raw = InterceptedService<Channel, AddToken>;
 
 struct ShardConn {
     url: String,
-    stub: Stub,
+    /// Pull and Push are written at the HTTP/2 level ([`super::wire`]); Info goes through
+    /// tonic's generated client at connection time.
+    raw: Raw,
     range: ShardRange,
 }
 
@@ -34,6 +46,9 @@ pub struct GrpcClient {
     model_id: String,
     worker_id: u32,
     chunk_bytes: usize,
+    max_message: usize,
+    /// Gradients as little-endian bytes, reused from push to push.
+    staging: BufferPool,
 }
 
 fn status(url: &str, s: tonic::Status) -> PsError {
@@ -72,6 +87,7 @@ impl GrpcClient {
     /// reads their shard ranges and checks that they tile the model.
     pub async fn connect(config: &WorkerConfig) -> Result<Self, PsError> {
         config.validate()?;
+        super::keep_freed_memory();
         let token = load_token(&config.auth)?;
         let add = AddToken::new(token.as_deref())?;
         let deadline = Instant::now() + Duration::from_millis(config.connect_timeout_ms);
@@ -88,6 +104,7 @@ impl GrpcClient {
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             };
+            let raw = InterceptedService::new(channel.clone(), add.clone());
             let mut stub = ParameterServerClient::with_interceptor(channel, add.clone())
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes);
@@ -111,7 +128,7 @@ impl GrpcClient {
             };
             shards.push(ShardConn {
                 url: url.clone(),
-                stub,
+                raw,
                 range,
             });
         }
@@ -125,6 +142,8 @@ impl GrpcClient {
             model_id: config.model_id.clone(),
             worker_id: config.worker_id,
             chunk_bytes: config.max_chunk_bytes,
+            max_message: config.max_message_bytes,
+            staging: BufferPool::new(2),
         })
     }
 
@@ -158,7 +177,7 @@ impl GrpcClient {
                 min_version: min_versions.get(i).copied().unwrap_or(0),
                 wait_ms: 0,
             };
-            jobs.push(pull_shard(shard, req, mine));
+            jobs.push(pull_shard(shard, req, mine, self.max_message));
         }
         let got = try_join_all(jobs).await?;
         Ok(Pulled {
@@ -179,26 +198,59 @@ impl GrpcClient {
                 ConfigError::new("grads", "length differs from the model or shard count").into(),
             );
         }
+        // One copy of the gradient into a pooled little-endian buffer; the chunks are slices of
+        // it that HTTP/2 writes straight to the socket.
+        let staged = self.staging.bytes_of(grads);
+        self.push_bytes(versions, staged, stats).await
+    }
+
+    /// [`GrpcClient::push`] without copying the gradient first: the chunks sent are slices of
+    /// `grads` itself (on little-endian machines). The HTTP/2 layer drops its references once
+    /// the bytes are written, so `grads` is normally unshared again when this returns.
+    pub async fn push_shared(
+        &mut self,
+        versions: &[u64],
+        grads: &Arc<Vec<f32>>,
+        stats: BatchStats,
+    ) -> Result<Vec<PushOutcome>, PsError> {
+        if grads.len() != self.total || versions.len() != self.shards.len() {
+            return Err(
+                ConfigError::new("grads", "length differs from the model or shard count").into(),
+            );
+        }
+        self.push_bytes(versions, shared_le_bytes(grads), stats)
+            .await
+    }
+
+    /// Pushes `staged` (the whole gradient as little-endian bytes) to every shard.
+    async fn push_bytes(
+        &mut self,
+        versions: &[u64],
+        staged: Bytes,
+        stats: BatchStats,
+    ) -> Result<Vec<PushOutcome>, PsError> {
+        let max_message = self.max_message;
         let mut jobs = Vec::new();
         for (shard, &version) in self.shards.iter_mut().zip(versions) {
-            let slice = &grads[shard.range.range()];
+            let r = shard.range;
             let header = PushHeader {
                 model_id: self.model_id.clone(),
                 worker_id: self.worker_id,
                 pulled_version: version,
-                total_len: slice.len() as u64,
+                total_len: r.len as u64,
                 loss: stats.loss,
                 accuracy: stats.accuracy.unwrap_or(f64::NAN),
                 batch_size: stats.batch_size,
             };
-            let chunks = push_chunks(header, slice, self.chunk_bytes);
+            let body = push_body(
+                header,
+                staged.slice(r.start * 4..r.end() * 4),
+                self.chunk_bytes,
+            );
             jobs.push(async move {
-                let reply = shard
-                    .stub
-                    .push(tokio_stream::iter(chunks))
+                let reply = push_shard(&mut shard.raw, body, max_message)
                     .await
-                    .map_err(|s| status(&shard.url, s))?
-                    .into_inner();
+                    .map_err(|s| status(&shard.url, s))?;
                 outcome(&shard.url, reply)
             });
         }
@@ -206,19 +258,106 @@ impl GrpcClient {
     }
 }
 
-/// The header and data messages of one push.
-pub(crate) fn push_chunks(header: PushHeader, grads: &[f32], chunk_bytes: usize) -> Vec<PushChunk> {
-    let per = (chunk_bytes / 4).max(1);
-    let mut out = Vec::with_capacity(1 + grads.len().div_ceil(per));
-    out.push(PushChunk {
+/// The frames of one push: the header message, then data messages of at most `chunk_bytes`
+/// floats' bytes, each a slice of `data`.
+fn push_body(header: PushHeader, data: Bytes, chunk_bytes: usize) -> FrameBody {
+    let step = (chunk_bytes / 4).max(1) * 4;
+    let mut frames = VecDeque::with_capacity(1 + 2 * data.len().div_ceil(step));
+    frames.push_back(small_message(&PushChunk {
         kind: Some(push_chunk::Kind::Header(header)),
-    });
-    for c in grads.chunks(per) {
-        out.push(PushChunk {
-            kind: Some(push_chunk::Kind::Data(encode_f32s(c))),
-        });
+    }));
+    let mut lo = 0;
+    while lo < data.len() {
+        let hi = (lo + step).min(data.len());
+        bulk_message(&mut frames, &[], PUSH_DATA_FIELD, data.slice(lo..hi), &[]);
+        lo = hi;
     }
-    out
+    FrameBody::new(frames, None)
+}
+
+/// Sends a gRPC request with `body` on `path`; returns the response once its headers arrived,
+/// or the status of a trailers-only (error) response.
+async fn call(
+    svc: &mut Raw,
+    path: &'static str,
+    body: FrameBody,
+) -> Result<http::Response<ResponseBody<tonic::body::Body>>, tonic::Status> {
+    let unavailable = |e: tonic::transport::Error| {
+        let mut m = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            m = format!("{m}: {s}");
+            src = s.source();
+        }
+        tonic::Status::unavailable(m)
+    };
+    poll_fn(|cx| Service::poll_ready(svc, cx))
+        .await
+        .map_err(unavailable)?;
+    let mut req = http::Request::new(tonic::body::Body::new(body));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = http::Uri::from_static(path);
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut()
+        .insert("te", http::HeaderValue::from_static("trailers"));
+    grpc_headers(req.headers_mut());
+    let resp = Service::call(svc, req).await.map_err(unavailable)?;
+    if let Some(s) = tonic::Status::from_header_map(resp.headers()) {
+        if s.code() != Code::Ok {
+            return Err(s);
+        }
+    }
+    if resp.status() != http::StatusCode::OK {
+        return Err(tonic::Status::unknown(format!(
+            "HTTP status {} from the server",
+            resp.status()
+        )));
+    }
+    Ok(resp)
+}
+
+/// The status in the trailers of a finished response.
+fn trailer_status<B>(r: &BodyReader<B>) -> Result<(), tonic::Status>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    match r.trailers().and_then(tonic::Status::from_header_map) {
+        Some(s) if s.code() == Code::Ok => Ok(()),
+        Some(s) => Err(s),
+        None => Err(tonic::Status::internal(
+            "the response ended without a grpc-status",
+        )),
+    }
+}
+
+async fn push_shard(
+    raw: &mut Raw,
+    body: FrameBody,
+    max_message: usize,
+) -> Result<crate::proto::PushReply, tonic::Status> {
+    let resp = call(raw, PUSH_PATH, body).await?;
+    let mut r = BodyReader::new(resp.into_body());
+    let reply = match r.message_len(max_message).await {
+        Ok(Some(len)) => r.message(len, NO_BULK_FIELD, &mut []).await,
+        Ok(None) => {
+            trailer_status(&r)?;
+            return Err(tonic::Status::internal("a push reply without a message"));
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|e| e.status())?;
+    let reply = crate::proto::PushReply::decode(&reply.0[..])
+        .map_err(|e| tonic::Status::internal(format!("undecodable push reply: {e}")))?;
+    if r.message_len(max_message)
+        .await
+        .map_err(|e| e.status())?
+        .is_some()
+    {
+        return Err(tonic::Status::internal("more than one push reply"));
+    }
+    trailer_status(&r)?;
+    Ok(reply)
 }
 
 fn outcome(url: &str, r: crate::proto::PushReply) -> Result<PushOutcome, PsError> {
@@ -240,11 +379,14 @@ async fn pull_shard(
     shard: &mut ShardConn,
     req: PullRequest,
     out: &mut [f32],
+    max_message: usize,
 ) -> Result<(u64, bool), PsError> {
     let url = shard.url.clone();
     let bad = |m: String| PsError::Transport(format!("{url}: malformed pull reply: {m}"));
-    let mut stream = match shard.stub.pull(req).await {
-        Ok(r) => r.into_inner(),
+    let mut frames = VecDeque::new();
+    frames.push_back(small_message(&req));
+    let resp = match call(&mut shard.raw, PULL_PATH, FrameBody::new(frames, None)).await {
+        Ok(r) => r,
         Err(s) if s.code() == Code::DeadlineExceeded => {
             return Err(PsError::WaitTimeout {
                 wanted: 0,
@@ -254,10 +396,21 @@ async fn pull_shard(
         }
         Err(s) => return Err(status(&url, s)),
     };
+    let mut r = BodyReader::new(resp.into_body());
     let mut filled = 0usize;
     let mut version = None;
     let mut finished = false;
-    while let Some(chunk) = stream.message().await.map_err(|s| status(&url, s))? {
+    let wire = |e: WireError| match e {
+        WireError::Broken(_) => status(&url, e.status()),
+        other => bad(other.status().message().to_string()),
+    };
+    while let Some(len) = r.message_len(max_message).await.map_err(wire)? {
+        // The floats land in place; the chunk's fields are checked right after.
+        let dst = &mut bytemuck::cast_slice_mut::<f32, u8>(out)[filled * 4..];
+        let (meta, bytes) = r.message(len, PULL_DATA_FIELD, dst).await.map_err(wire)?;
+        let chunk =
+            ParamChunk::decode(&meta[..]).map_err(|e| bad(format!("undecodable chunk: {e}")))?;
+        let bytes = bytes.unwrap_or(0);
         if chunk.total_len != out.len() as u64 {
             return Err(bad(format!(
                 "total_len {} for a shard of {}",
@@ -268,18 +421,17 @@ async fn pull_shard(
         if *version.get_or_insert(chunk.version) != chunk.version {
             return Err(bad("version changed within one pull".into()));
         }
-        let n = chunk.data.len() / 4;
-        if chunk.offset != filled as u64 || chunk.data.len() % 4 != 0 || filled + n > out.len() {
+        if chunk.offset != filled as u64 || bytes % 4 != 0 {
             return Err(bad(format!(
-                "chunk at offset {} of {} bytes after {filled} floats",
-                chunk.offset,
-                chunk.data.len()
+                "chunk at offset {} of {bytes} bytes after {filled} floats",
+                chunk.offset
             )));
         }
-        decode_into(&chunk.data, &mut out[filled..filled + n]);
-        filled += n;
+        from_le_in_place(&mut out[filled..filled + bytes / 4]);
+        filled += bytes / 4;
         finished |= chunk.finished;
     }
+    trailer_status(&r).map_err(|s| status(&url, s))?;
     if filled != out.len() {
         return Err(bad(format!("{filled} of {} floats received", out.len())));
     }
@@ -325,6 +477,16 @@ impl PsClient for BlockingGrpcClient {
     ) -> Result<Vec<PushOutcome>, PsError> {
         self.runtime
             .block_on(self.inner.push(versions, grads, stats))
+    }
+
+    fn push_shared(
+        &mut self,
+        versions: &[u64],
+        grads: &Arc<Vec<f32>>,
+        stats: BatchStats,
+    ) -> Result<Vec<PushOutcome>, PsError> {
+        self.runtime
+            .block_on(self.inner.push_shared(versions, grads, stats))
     }
 }
 

@@ -1,5 +1,7 @@
 //! The gRPC server: the `ParameterServer` service over a [`ParamServer`] shard.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -7,14 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
+use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::wire::{
+    bulk_message, from_le_in_place, ok_response, small_message, BodyReader, BufferPool, VecPool,
+    WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD, PUSH_PATH,
+};
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, TokenCheck};
 use crate::config::ServeConfig;
@@ -27,15 +36,15 @@ use crate::proto::{
 };
 use crate::server::{self, ParamServer, Push, PushOutcome};
 use crate::shard::ShardRange;
-use crate::transport::codec::{decode_append, encode_f32s};
+
+/// Gradient buffers and parameter snapshots kept for reuse (one per concurrent transfer).
+const POOLED_BUFFERS: usize = 8;
 
 struct PsService {
     server: Arc<ParamServer>,
     chunk_bytes: usize,
     shard_index: u32,
     num_shards: u32,
-    /// The parameters of the last pulled version, encoded once for every puller.
-    encoded: Arc<Mutex<(u64, Bytes)>>,
 }
 
 fn push_status(e: PushError) -> Status {
@@ -79,52 +88,38 @@ impl ParameterServer for PsService {
 
     type PullStream = ChunkStream;
 
-    async fn pull(&self, request: Request<PbPull>) -> Result<Response<Self::PullStream>, Status> {
-        let req = request.into_inner();
-        self.server
-            .check_model(&req.model_id)
-            .map_err(push_status)?;
-        let server = Arc::clone(&self.server);
-        let cache = Arc::clone(&self.encoded);
-        let pull = server::PullRequest {
-            worker_id: req.worker_id,
-            min_version: req.min_version,
-            wait: (req.wait_ms > 0).then(|| Duration::from_millis(req.wait_ms)),
-        };
-        let (info, bytes) = tokio::task::spawn_blocking(move || {
-            server.pull_with(pull, |version, params| {
-                let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-                if c.0 != version || c.1.len() != params.len() * 4 {
-                    *c = (version, encode_f32s(params));
-                }
-                c.1.clone()
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(format!("pull task failed: {e}")))?
-        .map_err(ps_status)?;
-        let total = (bytes.len() / 4) as u64;
-        let step = self.chunk_bytes;
-        let n_chunks = bytes.len().div_ceil(step).max(1);
-        let chunks = (0..n_chunks).map(move |i| {
-            let lo = i * step;
-            let hi = (lo + step).min(bytes.len());
-            Ok(ParamChunk {
-                version: info.version,
-                offset: (lo / 4) as u64,
-                total_len: total,
-                data: bytes.slice(lo..hi),
-                finished: info.finished,
-            })
-        });
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    // Pull and Push are served by [`Bulk`] (routed by [`Routes`] before tonic's codec); these
+    // are never called.
+    async fn pull(&self, _: Request<PbPull>) -> Result<Response<Self::PullStream>, Status> {
+        Err(Status::internal("Pull is served by the bulk route"))
     }
 
+    async fn push(&self, _: Request<Streaming<PushChunk>>) -> Result<Response<PushReply>, Status> {
+        Err(Status::internal("Push is served by the bulk route"))
+    }
+}
+
+/// Pull and Push at the HTTP/2 level ([`super::wire`]): floats go from the HTTP/2 frames
+/// straight into a pooled gradient buffer, and out of a pooled little-endian snapshot of the
+/// parameters without further copies.
+struct Bulk {
+    server: Arc<ParamServer>,
+    chunk_bytes: usize,
+    max_message: usize,
+    /// Gradient buffers of pushes being received.
+    grads: VecPool,
+    /// Snapshots of the parameters as little-endian bytes.
+    snapshots: BufferPool,
+    /// The snapshot of the last pulled version, shared by every puller of that version.
+    current: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl Bulk {
     async fn push(
-        &self,
-        request: Request<Streaming<PushChunk>>,
-    ) -> Result<Response<PushReply>, Status> {
-        let mut stream = request.into_inner();
+        self: Arc<Self>,
+        req: tonic::codegen::http::Request<Body>,
+    ) -> Result<PushReply, Status> {
+        let mut r = BodyReader::new(req.into_body());
         let malformed = |msg: String| {
             self.server.count_refusal(|r| r.malformed += 1);
             Status::invalid_argument(msg)
@@ -133,12 +128,31 @@ impl ParameterServer for PsService {
             self.server.count_refusal(|r| r.aborted += 1);
             Status::aborted(msg)
         };
-        let header = match stream.message().await {
-            Ok(Some(PushChunk {
-                kind: Some(push_chunk::Kind::Header(h)),
-            })) => h,
-            Ok(_) => return Err(malformed("a push must start with a header message".into())),
-            Err(s) => return Err(aborted(format!("push stream broke before its header: {s}"))),
+        let wire = |e: WireError, what: &str| match e {
+            WireError::Broken(m) => aborted(format!("{what}: {m}; nothing applied")),
+            other => {
+                self.server.count_refusal(|r| r.malformed += 1);
+                let s = other.status();
+                Status::new(s.code(), format!("{what}: {}", s.message()))
+            }
+        };
+        let first = match r.message_len(self.max_message).await {
+            Ok(Some(len)) => r.message(len, PUSH_DATA_FIELD, &mut []).await,
+            Ok(None) => return Err(malformed("a push must start with a header message".into())),
+            Err(e) => Err(e),
+        };
+        let header = match first {
+            Ok((meta, None)) => match PushChunk::decode(&meta[..]) {
+                Ok(PushChunk {
+                    kind: Some(push_chunk::Kind::Header(h)),
+                }) => h,
+                Ok(_) => return Err(malformed("a push must start with a header message".into())),
+                Err(e) => return Err(malformed(format!("undecodable push header: {e}"))),
+            },
+            Ok((_, Some(_))) | Err(WireError::DoesNotFit { .. }) => {
+                return Err(malformed("a push must start with a header message".into()))
+            }
+            Err(e) => return Err(wire(e, "push header")),
         };
         self.server
             .check_model(&header.model_id)
@@ -154,37 +168,25 @@ impl ParameterServer for PsService {
                 .to_string(),
             ));
         }
-        let mut grads: Vec<f32> = Vec::with_capacity(len);
-        loop {
-            match stream.message().await {
-                Ok(Some(PushChunk {
-                    kind: Some(push_chunk::Kind::Data(data)),
-                })) => {
-                    if data.len() % 4 != 0 || grads.len() + data.len() / 4 > len {
-                        return Err(malformed(format!(
-                            "data chunk of {} bytes after {} floats does not fit a shard of {len} floats",
-                            data.len(),
-                            grads.len()
-                        )));
+        let mut grads = self.grads.take(len);
+        let received = self.receive(&mut r, &mut grads, len).await;
+        let filled = match received {
+            Ok(filled) => filled,
+            Err(e) => {
+                self.grads.give(grads);
+                return Err(match e {
+                    Received::Malformed(m) => malformed(m),
+                    Received::Refused(e) => push_status(e),
+                    Received::Wire(e, filled) => {
+                        wire(e, &format!("push stream after {filled} of {len} floats"))
                     }
-                    decode_append(&data, &mut grads);
-                }
-                Ok(Some(_)) => {
-                    return Err(malformed("a push has exactly one header, first".into()))
-                }
-                Ok(None) => break,
-                Err(s) => {
-                    return Err(aborted(format!(
-                        "push stream broke after {} of {len} floats ({s}); nothing applied",
-                        grads.len()
-                    )))
-                }
+                });
             }
-        }
-        if grads.len() != len {
+        };
+        if filled != len {
+            self.grads.give(grads);
             return Err(aborted(format!(
-                "push stream ended after {} of {len} floats; nothing applied",
-                grads.len()
+                "push stream ended after {filled} of {len} floats; nothing applied"
             )));
         }
         let server = Arc::clone(&self.server);
@@ -193,17 +195,19 @@ impl ParameterServer for PsService {
             accuracy: header.accuracy.is_finite().then_some(header.accuracy),
             batch_size: header.batch_size,
         };
-        let outcome = tokio::task::spawn_blocking(move || {
-            server.push(Push {
+        let (outcome, grads) = tokio::task::spawn_blocking(move || {
+            let outcome = server.push_finite(Push {
                 worker_id: header.worker_id,
                 pulled_version: header.pulled_version,
                 grads: &grads,
                 stats,
-            })
+            });
+            (outcome, grads)
         })
         .await
-        .map_err(|e| Status::internal(format!("push task failed: {e}")))?
-        .map_err(push_status)?;
+        .map_err(|e| Status::internal(format!("push task failed: {e}")))?;
+        self.grads.give(grads);
+        let outcome = outcome.map_err(push_status)?;
         use crate::proto::PushOutcome as Pb;
         let code = match outcome {
             PushOutcome::Applied { .. } => Pb::Applied,
@@ -211,14 +215,208 @@ impl ParameterServer for PsService {
             PushOutcome::RefusedStale { .. } => Pb::RefusedStale,
             PushOutcome::Finished { .. } => Pb::Finished,
         };
-        Ok(Response::new(PushReply {
+        Ok(PushReply {
             outcome: code as i32,
             version: outcome.version(),
             staleness: outcome.staleness(),
-        }))
+        })
+    }
+
+    /// Reads the data messages of a push into `grads`; returns the floats received.
+    async fn receive(
+        &self,
+        r: &mut BodyReader<Body>,
+        grads: &mut [f32],
+        len: usize,
+    ) -> Result<usize, Received> {
+        let mut filled = 0usize;
+        loop {
+            let n = match r.message_len(self.max_message).await {
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(filled),
+                Err(e) => return Err(Received::Wire(e, filled)),
+            };
+            let dst = &mut bytemuck::cast_slice_mut::<f32, u8>(grads)[filled * 4..];
+            match r.message(n, PUSH_DATA_FIELD, dst).await {
+                Ok((meta, Some(bytes))) if meta.is_empty() || is_data_only(&meta) => {
+                    if bytes % 4 != 0 {
+                        return Err(Received::Malformed(format!(
+                            "data chunk of {bytes} bytes after {filled} floats does not fit a shard of {len} floats"
+                        )));
+                    }
+                    let got = &mut grads[filled..filled + bytes / 4];
+                    from_le_in_place(got);
+                    // Checked now, while in cache, rather than in one more pass at the end.
+                    if !all_finite(got) {
+                        self.server
+                            .check_finite_at(got, filled)
+                            .map_err(Received::Refused)?;
+                    }
+                    filled += bytes / 4;
+                }
+                Ok(_) => {
+                    return Err(Received::Malformed(
+                        "a push has exactly one header, first".into(),
+                    ))
+                }
+                Err(WireError::DoesNotFit { len: bytes }) => {
+                    return Err(Received::Malformed(format!(
+                        "data chunk of {bytes} bytes after {filled} floats does not fit a shard of {len} floats"
+                    )))
+                }
+                Err(e) => return Err(Received::Wire(e, filled)),
+            }
+        }
+    }
+
+    async fn pull(
+        self: Arc<Self>,
+        req: tonic::codegen::http::Request<Body>,
+    ) -> Result<VecDeque<Bytes>, Status> {
+        let mut r = BodyReader::new(req.into_body());
+        let req = match r.message_len(self.max_message).await {
+            Ok(Some(len)) => r.message(len, NO_BULK_FIELD, &mut []).await,
+            Ok(None) => return Err(Status::invalid_argument("a pull needs a request message")),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.status())
+        .and_then(|(meta, _)| {
+            PbPull::decode(&meta[..])
+                .map_err(|e| Status::invalid_argument(format!("undecodable pull request: {e}")))
+        })?;
+        self.server
+            .check_model(&req.model_id)
+            .map_err(push_status)?;
+        let server = Arc::clone(&self.server);
+        let pull = server::PullRequest {
+            worker_id: req.worker_id,
+            min_version: req.min_version,
+            wait: (req.wait_ms > 0).then(|| Duration::from_millis(req.wait_ms)),
+        };
+        let this = Arc::clone(&self);
+        let (info, bytes) = tokio::task::spawn_blocking(move || {
+            server.pull_with(pull, |version, params| this.snapshot(version, params))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("pull task failed: {e}")))?
+        .map_err(ps_status)?;
+        let total = (bytes.len() / 4) as u64;
+        let step = self.chunk_bytes.max(4);
+        let n_chunks = bytes.len().div_ceil(step).max(1);
+        let mut frames = VecDeque::with_capacity(2 * n_chunks + 1);
+        for i in 0..n_chunks {
+            let lo = i * step;
+            let hi = (lo + step).min(bytes.len());
+            let mut head = Vec::with_capacity(32);
+            let mut tail = Vec::new();
+            put_u64_field(1, info.version, &mut head);
+            put_u64_field(2, (lo / 4) as u64, &mut head);
+            put_u64_field(3, total, &mut head);
+            if info.finished {
+                put_u64_field(5, 1, &mut tail);
+            }
+            bulk_message(
+                &mut frames,
+                &head,
+                PULL_DATA_FIELD,
+                bytes.slice(lo..hi),
+                &tail,
+            );
+        }
+        Ok(frames)
+    }
+
+    /// The parameters of `version` as little-endian bytes: the shared snapshot when it is of
+    /// this version, else a new one (one copy, into a pooled buffer). Called under the
+    /// server's lock.
+    fn snapshot(&self, version: u64, params: &[f32]) -> Bytes {
+        let mut c = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, b)) = &*c {
+            if *v == version && b.len() == params.len() * 4 {
+                return b.clone();
+            }
+        }
+        // Release the old snapshot first, so that its buffer can be reused.
+        *c = None;
+        let b = self.snapshots.bytes_of(params);
+        *c = Some((version, b.clone()));
+        b
     }
 }
 
+/// Why receiving a push's data failed.
+enum Received {
+    Malformed(String),
+    Refused(PushError),
+    Wire(WireError, usize),
+}
+
+/// True when every float of `xs` is finite (a branch-free pass the compiler vectorizes, on
+/// the calling thread: the chunk was just copied and is in cache).
+fn all_finite(xs: &[f32]) -> bool {
+    xs.chunks(64)
+        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
+}
+
+/// True when `meta` (a push message without its data field) holds no header: a data chunk.
+fn is_data_only(meta: &[u8]) -> bool {
+    PushChunk::decode(meta).is_ok_and(|c| c.kind.is_none())
+}
+
+/// Appends a proto3 uint64 field (omitted when 0, as proto3 does).
+fn put_u64_field(field: u32, v: u64, out: &mut Vec<u8>) {
+    if v != 0 {
+        prost::encoding::encode_key(field, prost::encoding::WireType::Varint, out);
+        prost::encoding::encode_varint(v, out);
+    }
+}
+
+/// The service as tonic's router sees it: Pull and Push go to [`Bulk`], the rest (Info,
+/// unknown methods) to the generated service.
+#[derive(Clone)]
+struct Routes {
+    generated: ParameterServerServer<PsService>,
+    bulk: Arc<Bulk>,
+}
+
+impl NamedService for Routes {
+    const NAME: &'static str = "stagewise.ps.v1.ParameterServer";
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<Body>> for Routes {
+    type Response = tonic::codegen::http::Response<Body>;
+    type Error = Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<Body>) -> Self::Future {
+        let bulk = Arc::clone(&self.bulk);
+        match req.uri().path() {
+            PUSH_PATH => Box::pin(async move {
+                Ok(match bulk.push(req).await {
+                    Ok(reply) => ok_response([small_message(&reply)].into()),
+                    Err(s) => s.into_http(),
+                })
+            }),
+            PULL_PATH => Box::pin(async move {
+                Ok(match bulk.pull(req).await {
+                    Ok(frames) => ok_response(frames),
+                    Err(s) => s.into_http(),
+                })
+            }),
+            _ => {
+                let mut generated = self.generated.clone();
+                Box::pin(async move { generated.call(req).await })
+            }
+        }
+    }
+}
 /// A running gRPC server.
 pub struct ServeHandle {
     local_addr: SocketAddr,
@@ -275,6 +473,7 @@ pub async fn start(
     evaluator: Option<Box<dyn Evaluator>>,
 ) -> Result<ServeHandle, PsError> {
     config.validate()?;
+    super::keep_freed_memory();
     let shard = ShardRange::of(
         config.num_params,
         config.shard_index as usize,
@@ -320,15 +519,25 @@ pub async fn start(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| ConfigError::new("tls", e.to_string()))?;
     }
-    let service = ParameterServerServer::new(PsService {
+    let generated = ParameterServerServer::new(PsService {
         server: Arc::clone(&server),
         chunk_bytes: config.max_chunk_bytes,
         shard_index: config.shard_index,
         num_shards: config.num_shards,
-        encoded: Arc::new(Mutex::new((u64::MAX, Bytes::new()))),
     })
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
+    let service = Routes {
+        generated,
+        bulk: Arc::new(Bulk {
+            server: Arc::clone(&server),
+            chunk_bytes: config.max_chunk_bytes,
+            max_message: config.max_message_bytes,
+            grads: VecPool::new(POOLED_BUFFERS),
+            snapshots: BufferPool::new(POOLED_BUFFERS),
+            current: Mutex::new(None),
+        }),
+    };
     let service = InterceptedService::new(service, TokenCheck::new(token, Arc::clone(&server)));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         s.inspect(|s| {
