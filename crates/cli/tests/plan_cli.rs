@@ -138,8 +138,8 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
     assert!(approx(&rec["asgd"]["implicit_momentum"], 0.875));
     assert!(approx(&rec["plan"]["stages"][0]["lr"], cap));
     assert_eq!(v["explanation"]["stages"].as_array().unwrap().len(), 4);
-    // Without --h-max the lr is linear-scaled and the output says it is not capped.
-    let text = ok(&[
+    // Without --h-max, per-push updates keep α0 (not ×M) and the output says it is not capped.
+    let base = [
         "plan",
         "recommend",
         "--from",
@@ -150,12 +150,21 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
         "0.9",
         "--workers",
         "8",
-    ]);
+    ];
+    let text = ok(&base);
     assert!(
-        text.starts_with("recommended start: α0 = 8, β0 = 0.2"),
+        text.starts_with("recommended start: α0 = 1, β0 = 0.2"),
         "{text}"
     );
     assert!(text.contains("no h_max given"), "{text}");
+    // Averaged (synchronous) updates: linear scaling α0·M = 8, β kept.
+    let mut averaged = base.to_vec();
+    averaged.extend(["--update", "averaged"]);
+    let text = ok(&averaged);
+    assert!(
+        text.starts_with("recommended start: α0 = 8, β0 = 0.9"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -397,4 +406,99 @@ fn errors_name_the_field_and_the_allowed_range() {
     // Unknown method: clap lists the allowed values.
     let e = fails(&["plan", "convert", "--from", "lion", "--lr", "1"]);
     assert!(e.contains("pytorch-sgd") && e.contains("tso"), "{e}");
+}
+
+/// Small estimator settings, so that the mlp on synthetic data takes about a second.
+const SMALL_ESTIMATE: [&str; 16] = [
+    "--spectrum-dataset",
+    "synthetic",
+    "--top",
+    "2",
+    "--lanczos-steps",
+    "6",
+    "--hessian-examples",
+    "64",
+    "--trace-probes",
+    "2",
+    "--noise-batch",
+    "16",
+    "--noise-batches",
+    "4",
+    "--spectrum-seed",
+    "1",
+];
+
+#[test]
+fn spectrum_estimate_feeds_explain_and_caps_the_asgd_recommendation() {
+    let dir = TempDir::new("spectrum");
+    let file = dir.path().join("mlp.json");
+    let f = file.to_str().unwrap();
+    let mut args = vec!["plan", "spectrum", "mlp", "--out", f];
+    args.extend(SMALL_ESTIMATE);
+    let text = ok(&args);
+    assert!(
+        text.contains("h_max ≈") && text.contains("gauss-newton"),
+        "{text}"
+    );
+    let est: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let h_max = est["h"][0].as_f64().unwrap();
+    assert!(h_max > 0.0 && est["dim"] == 669_706, "{est}");
+
+    // The file is a --spectrum for explain: h_max defaults to its largest eigenvalue.
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        ok(&["plan", "show", "--recipe", "stagewise", "--toml"]),
+    )
+    .unwrap();
+    let v = json(&[
+        "plan",
+        "explain",
+        plan.to_str().unwrap(),
+        "--spectrum",
+        f,
+        "--json",
+    ]);
+    assert!(v["bound"]["gap"].as_f64().unwrap() > 0.0, "{v}");
+
+    // Estimated in the same command: recommend caps the per-push ASGD lr with it.
+    let mut args = vec![
+        "plan",
+        "recommend",
+        "--from",
+        "qhm",
+        "--lr",
+        "0.5",
+        "--beta",
+        "0.9",
+        "--nu",
+        "0.7",
+        "--workers",
+        "4",
+        "--estimate-from-model",
+        "mlp",
+        "--json",
+    ];
+    args.extend(SMALL_ESTIMATE);
+    let v = json(&args);
+    let limit = v["recommendation"]["asgd"]["lr"]["stability_limit"]
+        .as_f64()
+        .unwrap();
+    let want = 2.0 * (std::f64::consts::PI / 14.0).sin() / h_max; // τ = 3
+    assert!((limit / want - 1.0).abs() < 1e-9, "{limit} vs {want}");
+    assert_eq!(v["spectrum_estimate"]["h"][0].as_f64(), Some(h_max));
+
+    // Bad estimator input is an error naming the option.
+    let e = fails(&[
+        "plan",
+        "spectrum",
+        "mlp",
+        "--spectrum-dataset",
+        "synthetic",
+        "--noise-batches",
+        "1",
+    ]);
+    assert!(e.contains("noise_batches"), "{e}");
+    let e = fails(&["plan", "spectrum", "nosuchmodel"]);
+    assert!(e.contains("not a run folder"), "{e}");
 }
