@@ -68,7 +68,6 @@ use std::sync::Arc;
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
 use stagewise_core::schedule::Layout;
 use stagewise_data::{Batch, BatchConfig, Dataset, EpochBatches};
 use stagewise_ps::error::GradientError;
@@ -77,7 +76,7 @@ use stagewise_ps::{BatchStats, EvalStats, Evaluator, GradientSource};
 use crate::bridge;
 use crate::data::DataConfig;
 use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
-use crate::trainer::{evaluate, TrainError};
+use crate::trainer::{batch_tensors, evaluate, TrainError};
 use crate::training_device;
 
 /// The seed of worker `worker_index`'s data order and augmentation, derived from the run's
@@ -215,13 +214,7 @@ pub(crate) fn batch_gradient(
     loss_fn: &CrossEntropyLoss,
     out: &mut Vec<f32>,
 ) -> (Model, f64, f64) {
-    let device = training_device();
-    let images = Tensor::<4>::from_data(
-        TensorData::new(batch.images.clone(), batch.shape()),
-        &device,
-    );
-    let labels =
-        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.len]), &device);
+    let (images, labels) = batch_tensors(batch, &training_device());
     let logits = model.forward(images);
     let loss = loss_fn.forward(logits.clone(), labels);
     let values = logits

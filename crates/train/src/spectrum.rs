@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use stagewise_core::theory::estimate::{
     hutchinson_trace, lanczos_top, LanczosOptions, NoiseAccumulator, SpectrumEstimate,
@@ -51,7 +51,7 @@ use crate::bridge;
 use crate::checkpoint::Checkpoint;
 use crate::data::DataConfig;
 use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
-use crate::trainer::{TrainConfig, TrainError};
+use crate::trainer::{batch_tensors, TrainConfig, TrainError};
 use crate::training_device;
 
 /// Which curvature matrix the products use (see the [module documentation](self)).
@@ -359,12 +359,6 @@ impl GradientOracle {
     }
 }
 
-fn batch_tensors(batch: &Batch, device: &burn::tensor::Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let images = Tensor::from_data(TensorData::new(batch.images.clone(), batch.shape()), device);
-    let labels = Tensor::from_data(TensorData::new(batch.labels.clone(), [batch.len]), device);
-    (images, labels)
-}
-
 /// The first `n` examples of the training set in a seeded order, as batches of `chunk`.
 fn fixed_batches(
     train: &Dataset,
@@ -411,6 +405,8 @@ pub struct HessianOperator<'a> {
     point: &'a ModelPoint,
     logits_plus: Vec<Vec<f32>>,
     logits_minus: Vec<Vec<f32>>,
+    /// Logits at θ itself (computed on the first Gauss-Newton product).
+    logits_at: Vec<Vec<f32>>,
     batches: Vec<Batch>,
     oracle: GradientOracle,
     plus: Vec<f64>,
@@ -467,6 +463,7 @@ impl<'a> HessianOperator<'a> {
             point,
             logits_plus: Vec::new(),
             logits_minus: Vec::new(),
+            logits_at: Vec::new(),
             batches: fixed_batches(train, data, examples, chunk, seed)?,
             oracle: GradientOracle::new(point)?,
             plus: vec![0.0; dim],
@@ -558,8 +555,11 @@ impl HessianOperator<'_> {
         let scale = norm / (2.0 * self.eps);
         let total: usize = self.batches.iter().map(|b| b.len).sum();
         let mut weights = Vec::with_capacity(self.batches.len());
-        let logits_at = self.oracle.logits(&self.point.params, &self.batches)?;
-        for ((z, zp), zm) in logits_at
+        if self.logits_at.is_empty() {
+            self.logits_at = self.oracle.logits(&self.point.params, &self.batches)?;
+        }
+        for ((z, zp), zm) in self
+            .logits_at
             .iter()
             .zip(&self.logits_plus)
             .zip(&self.logits_minus)

@@ -121,7 +121,7 @@ impl TrainConfig {
 }
 
 /// Converts a batch to input tensors on `device`.
-fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+pub(crate) fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let images = Tensor::from_data(TensorData::new(batch.images.clone(), batch.shape()), device);
     let labels = Tensor::from_data(TensorData::new(batch.labels.clone(), [batch.len]), device);
     (images, labels)
