@@ -90,6 +90,25 @@ pub struct WorkerReport {
     pub error: Option<String>,
 }
 
+impl WorkerReport {
+    /// The report of worker `worker_id` before it did anything.
+    pub fn new(worker_id: u32) -> Self {
+        Self {
+            worker_id,
+            pushes: 0,
+            applied: 0,
+            buffered: 0,
+            refused_stale: 0,
+            mean_staleness: 0.0,
+            first_loss: None,
+            last_loss: None,
+            elapsed_s: 0.0,
+            stopped: String::new(),
+            error: None,
+        }
+    }
+}
+
 /// Runs the pull–compute–push loop until a limit, the server's end or an error.
 ///
 /// Pull timeouts (a synchronous round or an SSP wait that took too long) are retried; other
@@ -117,19 +136,7 @@ pub fn worker_loop(
     // transport still held it.
     let mut grads = Arc::new(vec![0.0f32; n]);
     let mut min_versions = vec![0u64; client.num_shards()];
-    let mut report = WorkerReport {
-        worker_id,
-        pushes: 0,
-        applied: 0,
-        buffered: 0,
-        refused_stale: 0,
-        mean_staleness: 0.0,
-        first_loss: None,
-        last_loss: None,
-        elapsed_s: 0.0,
-        stopped: String::new(),
-        error: None,
-    };
+    let mut report = WorkerReport::new(worker_id);
     let (mut tau_sum, mut tau_n) = (0u64, 0u64);
     let stopped = loop {
         if limits.max_pushes.is_some_and(|m| report.pushes >= m) {

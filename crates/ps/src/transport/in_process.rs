@@ -207,16 +207,8 @@ pub fn run_in_process_from(
 
 fn failed(worker_id: u32, error: String) -> WorkerReport {
     WorkerReport {
-        worker_id,
-        pushes: 0,
-        applied: 0,
-        buffered: 0,
-        refused_stale: 0,
-        mean_staleness: 0.0,
-        first_loss: None,
-        last_loss: None,
-        elapsed_s: 0.0,
         stopped: "error".into(),
         error: Some(error),
+        ..WorkerReport::new(worker_id)
     }
 }
