@@ -93,6 +93,7 @@ fn in_process_asgd_learns_and_writes_its_files() {
     let child = Command::new(BIN)
         .arg("asgd")
         .args(["--workers", "2", "--eval-every", "25", "--log-every", "10"])
+        .args(["--asgd-rule", "none"])
         .args(SMALL)
         .arg("--out")
         .arg(&out)
@@ -136,11 +137,75 @@ fn in_process_asgd_learns_and_writes_its_files() {
 }
 
 #[test]
+fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
+    let dir = TempDir::new("asgd-rule");
+    let run = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let child = Command::new(BIN)
+            .args(["asgd", "--workers", "2"])
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = wait_output(child, Duration::from_secs(120));
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        (out, stderr, text(&output.stdout))
+    };
+    // τ = 1, h_max = 10: limit 2 sin(π/6)/10 = 0.1, half of it 0.05 < α0 = 0.1; b0 32 → 16
+    // keeps α/b; β0 0.5 with 2 workers: 1 − β = 2 · 0.5 ⇒ 0.
+    let mut args = SMALL.to_vec();
+    args.extend(["--h-max", "10"]);
+    let (out, stderr, stdout) = run("given", &args);
+    assert!(
+        stderr.contains("α0 0.1 → 0.05, β0 0.5 → 0, b0 32 → 16"),
+        "{stderr}"
+    );
+    let plan_file = out.join("plan.toml");
+    let plan = std::fs::read_to_string(&plan_file).unwrap();
+    assert!(
+        plan.contains("lr = 0.05") && plan.contains("batch_size = 16"),
+        "{plan}"
+    );
+    // 3 epochs of 800 examples in batches of 16: 150 updates, twice the recipe's 75.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["final_version"], 150);
+    assert!(final_accuracy(&stdout) > 0.5, "{stdout}");
+
+    // Without --h-max it is estimated on the initial model and printed.
+    let mut args = SMALL.to_vec();
+    args.extend(["--max-updates", "5"]);
+    let (_, stderr, _) = run("estimated", &args);
+    assert!(stderr.contains("at initialization)"), "{stderr}");
+
+    // A plan file is used as given, with a note since the rule was asked for.
+    let data = &SMALL[..8]; // dataset, model and subsets
+    let mut args = data.to_vec();
+    let plan_path = plan_file.to_str().unwrap();
+    args.extend([
+        "--plan",
+        plan_path,
+        "--max-updates",
+        "5",
+        "--asgd-rule",
+        "theory",
+    ]);
+    let (_, stderr, _) = run("file", &args);
+    assert!(stderr.contains("plan file is used as given"), "{stderr}");
+    assert!(!stderr.contains("asgd rule ("), "{stderr}");
+}
+
+#[test]
 fn bad_options_are_errors_not_panics() {
     for args in [
         &["asgd", "--workers", "0"][..],
         &["asgd", "--policy", "bounded", "--dataset", "synthetic"],
         &["asgd", "--policy", "asgd", "--lambda", "0.1"],
+        &["asgd", "--dataset", "synthetic", "--h-max", "-1"],
         &["ps", "serve", "--shard", "2/2", "--dataset", "synthetic"],
         &[
             "ps",

@@ -70,7 +70,7 @@ fn recommend_writes_a_plan_that_explain_accepts() {
         f,
     ]);
     assert!(
-        text.starts_with("recommended start: α0 = 1, β0 = 0.9, ν = 1\n"),
+        text.starts_with("recommended start: α0 = 1, β0 = 0.9, ν = 1, b0 = 128\n"),
         "{text}"
     );
     assert!(text.contains("no warnings"), "{text}");
@@ -112,13 +112,44 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
     let rec = &v["recommendation"];
     assert!(approx(&rec["converted"]["lr"], 1.0));
     let cap = (std::f64::consts::PI / 30.0).sin(); // ½ · 2 sin(π/(2·15))
-    assert!(approx(&rec["initial"]["lr"], cap), "{}", rec["initial"]);
+    assert!(approx(&rec["asgd"]["lr"]["lr"], cap), "{}", rec["asgd"]);
+    // keep-ratio (default): b0 = ⌊128·cap/1⌋ = 13 and α0 = 13/128, so α/b stays 1/128.
+    assert_eq!(rec["asgd"]["plan_batch"], 13);
+    assert!(
+        approx(&rec["initial"]["lr"], 13.0 / 128.0),
+        "{}",
+        rec["initial"]
+    );
+    assert_eq!(rec["plan"]["stages"][0]["batch_size"], 13);
     assert!(approx(&rec["initial"]["beta"], 0.2));
     assert_eq!(rec["asgd"]["tau"], 7);
     assert_eq!(rec["asgd"]["lr"]["capped"], true);
     assert!(approx(&rec["asgd"]["implicit_momentum"], 0.875));
-    assert!(approx(&rec["plan"]["stages"][0]["lr"], cap));
+    assert!(approx(&rec["plan"]["stages"][0]["lr"], 13.0 / 128.0));
     assert_eq!(v["explanation"]["stages"].as_array().unwrap().len(), 4);
+    // keep-batch: α0 is the cap, b0 stays 128.
+    let v = json(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--workers",
+        "8",
+        "--h-max",
+        "1",
+        "--asgd-batch",
+        "keep-batch",
+        "--json",
+    ]);
+    let stage = &v["recommendation"]["plan"]["stages"][0];
+    assert!(
+        approx(&stage["lr"], cap) && stage["batch_size"] == 128,
+        "{stage}"
+    );
     // Without --h-max, per-push updates keep α0 (not ×M) and the output says it is not capped.
     let base = [
         "plan",

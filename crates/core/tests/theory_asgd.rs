@@ -4,8 +4,9 @@
 mod theory_common;
 
 use stagewise_core::theory::{
-    compose_momentum, delayed_variance_exact, delayed_variance_first_order, delayed_variance_sde,
-    delayed_variance_second_order, explicit_momentum_for_target, implicit_momentum, recommend_lr,
+    compose_momentum, delayed_qhm_stability_limit, delayed_variance_exact,
+    delayed_variance_first_order, delayed_variance_sde, delayed_variance_second_order,
+    divergence_threshold, explicit_momentum_for_target, implicit_momentum, recommend_lr,
     staleness_stability_limit, staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate,
     MomentumMatch, Staleness, TheoryError,
 };
@@ -106,6 +107,59 @@ fn staleness_stability_threshold_by_simulation() {
     }
     // At τ=0 the approximation π is far outside the stable range (diverges at 0.9·π).
     assert!(run_delayed(0.9 * staleness_stability_limit_approx(0), 0, 2_000) > 1e6);
+}
+
+/// Noiseless QHM(β, ν) with constant delay τ at x = α·h from w ≡ 1, d = 0; |w| + |d| after
+/// `steps` (stops early on blow-up).
+fn run_delayed_qhm(x: f64, beta: f64, nu: f64, tau: usize, steps: usize) -> f64 {
+    let lag = tau + 1;
+    let mut hist = vec![1.0_f64; lag];
+    let (mut w, mut d) = (1.0_f64, 0.0_f64);
+    for k in 0..steps {
+        hist[k % lag] = w;
+        let g = hist[(k + 1) % lag]; // h·w_{k−τ} with h = 1
+        d = beta * d + (1.0 - beta) * g;
+        w -= x * ((1.0 - nu) * g + nu * d);
+        if w.abs() > 1e12 {
+            break;
+        }
+    }
+    w.abs() + d.abs()
+}
+
+#[test]
+fn delayed_qhm_limit_matches_simulation_and_the_known_cases() {
+    // β = ν = 0 is delayed SGD; τ = 0 is QHM's own threshold.
+    for tau in 0..=7u32 {
+        let lim = delayed_qhm_stability_limit(0.0, 0.0, tau).unwrap();
+        assert!(
+            (lim - staleness_stability_limit(tau)).abs() < 1e-8,
+            "τ={tau}"
+        );
+    }
+    for (beta, nu) in [(0.9, 0.7), (0.5, 1.0), (0.999, 0.7), (0.6, 0.0)] {
+        let lim = delayed_qhm_stability_limit(beta, nu, 0).unwrap();
+        let want = divergence_threshold(beta, nu, 1.0).unwrap();
+        assert!(
+            (lim / want - 1.0).abs() < 1e-8,
+            "β={beta} ν={nu}: {lim} vs {want}"
+        );
+    }
+    // Delay and momentum together: converges just below the limit, diverges just above.
+    for (beta, nu, tau) in [(0.6, 0.7, 3), (0.9, 0.7, 3), (0.75, 0.7, 1), (0.9, 1.0, 7)] {
+        let lim = delayed_qhm_stability_limit(beta, nu, tau).unwrap();
+        let below = run_delayed_qhm(0.97 * lim, beta, nu, tau as usize, 40_000);
+        let above = run_delayed_qhm(1.03 * lim, beta, nu, tau as usize, 40_000);
+        eprintln!("β={beta} ν={nu} τ={tau}: limit {lim:.4}; 0.97× {below:.1e}, 1.03× {above:.1e}");
+        assert!(below < 1e-3, "β={beta} ν={nu} τ={tau}: {below}");
+        assert!(above > 1e3, "β={beta} ν={nu} τ={tau}: {above}");
+    }
+    // What the recommended ASGD plan for 4 workers runs at: within 5% of delayed SGD's limit.
+    let qhm = delayed_qhm_stability_limit(0.6, 0.7, 3).unwrap();
+    let sgd = staleness_stability_limit(3);
+    assert!(qhm < sgd && qhm > 0.95 * sgd, "{qhm} vs {sgd}");
+    assert!(delayed_qhm_stability_limit(1.0, 0.7, 3).is_err());
+    assert!(delayed_qhm_stability_limit(0.5, 1.5, 3).is_err());
 }
 
 /// Random-delay ASGD with optional explicit heavy ball on f = h w²/2 (no gradient noise):

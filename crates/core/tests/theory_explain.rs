@@ -5,8 +5,8 @@ mod theory_common;
 use stagewise_core::schedule::{Plan, Recipe, RecipeParams, Stage};
 use stagewise_core::theory::{
     explain, parse_spectrum, plan_stage_hypers, plan_stages, recommend, stationary_variance,
-    AdviceError, AsgdUpdate, ExplainOptions, MomentumMatch, PlanExplanation, RecommendOptions,
-    Rule, Setting, Severity, WarningKind,
+    AdviceError, AsgdBatch, AsgdUpdate, ExplainOptions, MomentumMatch, PlanExplanation,
+    RecommendOptions, Rule, Setting, Severity, WarningKind,
 };
 use theory_common::Gauss;
 
@@ -363,12 +363,45 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert!((r.plan.stages[0].beta - 0.2).abs() < 1e-12);
     assert!(r.reasons.iter().any(|x| x.contains("implicit momentum")));
 
-    // With h_max = 1: capped at ½·2 sin(π/30) = 0.10453.
+    // With h_max = 1: capped at ½·2 sin(π/30) = 0.10453. By default b0 falls with α so that
+    // α/b stays 1/128: b0 = ⌊128·0.10453⌋ = 13 and α0 = 13/128, below the cap.
     o.h_max = Some(1.0);
     let r = recommend(&o).unwrap();
     let cap = (std::f64::consts::PI / 30.0).sin();
-    assert!((r.initial.lr - cap).abs() < 1e-12 && r.asgd.unwrap().lr.capped);
+    let a = r.asgd.as_ref().unwrap();
+    assert!(a.lr.capped && (a.lr.lr - cap).abs() < 1e-12);
+    assert_eq!((a.batch_rule, a.plan_batch), (AsgdBatch::KeepRatio, 13));
+    assert!((r.initial.lr - 13.0 / 128.0).abs() < 1e-15 && r.initial.lr <= cap);
+    let b: Vec<u64> = r.plan.stages.iter().map(|s| s.batch_size).collect();
+    assert_eq!(b, [13, 7, 3, 2]); // round(13/2^i): the recipe's usual drops from b0 = 13
+    assert!(r.reasons.iter().any(|x| x.contains("keep-ratio")));
     assert!(r.warnings.is_empty());
+    // keep-batch: α0 is the cap itself, b0 stays 128.
+    o.asgd_batch = AsgdBatch::KeepBatch;
+    let r = recommend(&o).unwrap();
+    assert!((r.initial.lr - cap).abs() < 1e-12 && r.plan.stages[0].batch_size == 128);
+    assert!(r.reasons.iter().any(|x| x.contains("keep-batch")));
+    o.asgd_batch = AsgdBatch::KeepRatio;
+    // The whole limit (cap_fraction 1): twice the α, twice the batch (⌊128·0.20906⌋ = 26).
+    o.cap_fraction = 1.0;
+    let r = recommend(&o).unwrap();
+    assert!((r.asgd.as_ref().unwrap().lr.lr - 2.0 * cap).abs() < 1e-12);
+    assert_eq!(r.plan.stages[0].batch_size, 26);
+    o.cap_fraction = 0.0;
+    let e = recommend(&o).unwrap_err().to_string();
+    assert!(e.contains("cap_fraction") && e.contains("(0, 1]"), "{e}");
+    o.cap_fraction = 0.5;
+    // b0 = 4 at the same cap would need 0.42 examples: b0 = 1 and α0 = the cap, with a warning.
+    let mut tiny = o.clone();
+    (tiny.batch, tiny.stages) = (4, 1);
+    let r = recommend(&tiny).unwrap();
+    assert_eq!(r.plan.stages[0].batch_size, 1);
+    assert!((r.initial.lr - cap).abs() < 1e-12);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("b0 = 1")),
+        "{:?}",
+        r.warnings
+    );
 
     // Mean-lag rule: β/(1−β) = β_e/(1−β_e) + 7 ⇒ β_e/(1−β_e) = 2.
     o.momentum_match = MomentumMatch::MeanLag;
@@ -378,6 +411,14 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     // 16 workers already exceed β = 0.9 on their own: explicit momentum 0, with a warning.
     o.momentum_match = MomentumMatch::DcGain;
     o.workers = Some(16);
+    // τ = 15 caps α0 at sin(π/62) = 0.0506: keeping α/b needs b0 = 6, which 4 stages with
+    // r = 2 cannot halve three times; the error says which options help.
+    let e = recommend(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("lowered from 128 to 6") && e.contains("keep-batch"),
+        "{e}"
+    );
+    o.h_max = None;
     let r = recommend(&o).unwrap();
     assert_eq!(r.initial.beta, 0.0);
     assert!(r.asgd.unwrap().explicit_momentum_exact < 0.0);

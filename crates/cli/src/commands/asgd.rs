@@ -23,6 +23,7 @@ use stagewise_train::{DataConfig, DatasetKind};
 use std::path::{Path, PathBuf};
 
 use super::plan_source::PlanChoice;
+use super::staleness_rule::{adapt, initial_h_max, AsgdRule};
 
 /// Most workers one command accepts (a thread or a process each).
 pub const MAX_WORKERS: usize = 4096;
@@ -183,6 +184,11 @@ impl ModelArgs {
 
     /// The plan: from `--plan`, or built by the recipe from the recipe options.
     pub fn plan(&self) -> anyhow::Result<Plan> {
+        self.plan_choice().build()
+    }
+
+    /// The plan options as given (a plan file, or a recipe and its parameters).
+    pub fn plan_choice(&self) -> PlanChoice<'_> {
         PlanChoice {
             plan: self.plan.as_deref(),
             recipe: self.recipe,
@@ -195,7 +201,6 @@ impl ModelArgs {
             drop: self.drop,
             weight_decay: self.weight_decay,
         }
-        .build()
     }
 
     /// How worker `i`'s batch size is chosen: fixed, or the plan's stage at `clock`.
@@ -452,6 +457,21 @@ pub struct AsgdArgs {
     #[serde(default)]
     quiet: bool,
 
+    /// How a recipe is adapted to asynchronous workers: theory (theory.md §4.2: α0 capped at
+    /// ½ of the staleness limit for τ = M−1 at the initial model's h_max, b0 lowered with it
+    /// so α/b is kept, β0 lowered for asynchrony's implicit momentum) or none (the recipe as
+    /// given). Applies to recipes with the qhm optimizer, M > 1 and a per-push policy; a plan
+    /// file is always used as given [default: theory].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asgd_rule: Option<AsgdRule>,
+
+    /// Largest Hessian eigenvalue for --asgd-rule theory, instead of estimating it on the
+    /// initial model (about a minute for the cnn).
+    #[arg(long, value_name = "H", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    h_max: Option<f64>,
+
     #[command(flatten)]
     #[serde(flatten)]
     model: ModelArgs,
@@ -610,12 +630,14 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     }
     let kind = args.model.kind();
     let seed = args.model.seed();
-    let plan = args.model.plan()?;
     let (data, splits) = args.model.load()?;
     let n_train = splits.train.len() as u64;
     if (workers as u64) > n_train {
         bail!("--workers {workers} is more than the {n_train} training examples");
     }
+    // Option errors first: the rule may spend a minute estimating h_max.
+    args.server.policy(workers)?;
+    let plan = plan_for_workers(&args, workers, &splits, &data)?;
     let layout = plan.layout(n_train)?;
     let server = args
         .server
@@ -673,6 +695,10 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     let path = out.join("config.json");
     let text = serde_json::to_string_pretty(&config)?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // The plan as run (after --asgd-rule), for `ps serve`/`ps worker --plan` or `plan explain`.
+    let path = out.join("plan.toml");
+    plan.save(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     if !args.quiet {
         for w in &report.workers {
             eprintln!("{}", worker_line(w));
@@ -684,6 +710,77 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
         bail!("every worker failed: {}", first.unwrap_or_default());
     }
     Ok(())
+}
+
+/// The run's plan: the recipe adapted by `--asgd-rule` when it applies, else as given.
+fn plan_for_workers(
+    args: &AsgdArgs,
+    workers: usize,
+    splits: &Splits,
+    data: &DataConfig,
+) -> anyhow::Result<Plan> {
+    let choice = args.model.plan_choice();
+    if let Some(h) = args.h_max {
+        if !(h.is_finite() && h > 0.0) {
+            bail!("--h-max {h} is out of range; allowed: a finite number > 0");
+        }
+    }
+    let rule = args.asgd_rule.unwrap_or_default();
+    let skip = |why: &str| {
+        if args.asgd_rule == Some(AsgdRule::Theory) || args.h_max.is_some() {
+            eprintln!("note: --asgd-rule theory not applied: {why}");
+        }
+    };
+    let Some((recipe, params)) = choice.recipe_params() else {
+        skip("a plan file is used as given");
+        return choice.build();
+    };
+    if rule == AsgdRule::None {
+        return choice.build();
+    }
+    if workers < 2 {
+        skip("one worker has no staleness");
+        return choice.build();
+    }
+    if args.server.is_sync() {
+        skip("the sync policy averages gradients without staleness");
+        return choice.build();
+    }
+    if args.server.optimizer.unwrap_or(ServerOptimizer::Qhm) != ServerOptimizer::Qhm {
+        skip("it is stated for QHM (--optimizer qhm)");
+        return choice.build();
+    }
+    let h_max = match args.h_max {
+        Some(h) => h,
+        None => {
+            if !args.quiet {
+                eprintln!(
+                    "asgd rule: estimating h_max of the initial {} (--h-max H skips this, \
+                     --asgd-rule none keeps the recipe as given)...",
+                    args.model.kind()
+                );
+            }
+            initial_h_max(args.model.kind(), args.model.seed(), &splits.train, data)?
+        }
+    };
+    let adapted = adapt(&params, recipe, workers as u32, h_max)?;
+    if !args.quiet {
+        eprintln!("{}", adapted.render(&params));
+        if args.model.worker_batch.is_some() {
+            eprintln!(
+                "note: --worker-batch fixes every gradient's batch, so the rule's b0 = {} is \
+                 not used and α/b is not kept",
+                adapted.params.batch
+            );
+        }
+    }
+    PlanChoice {
+        lr: Some(adapted.params.lr),
+        momentum: Some(adapted.params.momentum),
+        batch: Some(adapted.params.batch),
+        ..choice
+    }
+    .build()
 }
 
 #[cfg(test)]

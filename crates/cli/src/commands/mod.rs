@@ -7,4 +7,5 @@ pub mod plan;
 pub mod plan_source;
 pub mod ps;
 pub mod spectrum_source;
+pub mod staleness_rule;
 pub mod train;

@@ -19,8 +19,8 @@ use stagewise_core::optim::QhmHyper;
 use stagewise_core::schedule::{fmt_num, Plan, Recipe, RecipeParams};
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
-    explain, parse_spectrum, recommend, AsgdUpdate, CarryOver, ExplainOptions, MomentumMatch,
-    RecommendOptions, Setting, Spectrum,
+    explain, parse_spectrum, recommend, AsgdBatch, AsgdUpdate, CarryOver, ExplainOptions,
+    MomentumMatch, RecommendOptions, Setting, Spectrum,
 };
 
 use super::spectrum_source::{render_estimate, EstimatorOpts};
@@ -348,6 +348,15 @@ enum MatchRule {
     MeanLag,
 }
 
+/// What a per-push ASGD plan does with b0 when the staleness cap lowers α.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchRule {
+    /// Lower b0 with α: α/b kept.
+    KeepRatio,
+    /// Keep b0: α/b falls with the cap.
+    KeepBatch,
+}
+
 /// How the parameter server applies the workers' gradients.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum UpdateRule {
@@ -463,6 +472,17 @@ struct RecommendArgs {
     #[arg(long, value_enum, default_value = "dc-gain", requires = "workers")]
     momentum_match: MatchRule,
 
+    /// With --workers, per push: what the batch size does when the staleness cap lowers α.
+    /// keep-ratio (default): b0 falls with α so α/b, the noise temperature and the SDE time
+    /// per epoch stay yours (more, smaller updates); keep-batch: b0 kept, α/b falls.
+    #[arg(long, value_enum, default_value = "keep-ratio", requires = "workers")]
+    asgd_batch: BatchRule,
+
+    /// With --workers: the fraction of the stability limit (staleness τ ≈ M−1 per push,
+    /// 2/h_max averaged) that α0 may reach, in (0, 1].
+    #[arg(long, default_value_t = 0.5, requires = "workers")]
+    cap_fraction: f64,
+
     /// Write the plan to this TOML file (for `stagewise train --plan` or `plan explain`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -556,6 +576,11 @@ impl RecommendArgs {
             MatchRule::DcGain => MomentumMatch::DcGain,
             MatchRule::MeanLag => MomentumMatch::MeanLag,
         };
+        o.asgd_batch = match self.asgd_batch {
+            BatchRule::KeepRatio => AsgdBatch::KeepRatio,
+            BatchRule::KeepBatch => AsgdBatch::KeepBatch,
+        };
+        o.cap_fraction = self.cap_fraction;
         Ok(o)
     }
 }
@@ -582,10 +607,11 @@ fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
     }
     writeln!(
         o,
-        "recommended start: α0 = {}, β0 = {}, ν = {}",
+        "recommended start: α0 = {}, β0 = {}, ν = {}, b0 = {}",
         fmt_num(rec.initial.lr),
         fmt_num(rec.initial.beta),
-        fmt_num(rec.initial.nu)
+        fmt_num(rec.initial.nu),
+        rec.recipe.batch
     )?;
     writeln!(o, "why:")?;
     for r in &rec.reasons {

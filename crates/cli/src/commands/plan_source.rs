@@ -49,6 +49,26 @@ pub struct PlanChoice<'a> {
 }
 
 impl PlanChoice<'_> {
+    /// The recipe and its parameters (unset ones at the main job's defaults), or `None` when
+    /// the plan comes from a file.
+    pub fn recipe_params(&self) -> Option<(Recipe, RecipeParams)> {
+        self.plan.is_none().then(|| self.recipe_with_defaults())
+    }
+
+    fn recipe_with_defaults(&self) -> (Recipe, RecipeParams) {
+        let d = DEFAULT_RECIPE;
+        let params = RecipeParams {
+            lr: self.lr.unwrap_or(d.lr),
+            momentum: self.momentum.unwrap_or(d.momentum),
+            nu: self.nu.unwrap_or(d.nu),
+            batch: self.batch.unwrap_or(d.batch),
+            epochs: self.epochs.unwrap_or(d.epochs),
+            stages: self.stages.unwrap_or(d.stages),
+            drop: self.drop.unwrap_or(d.drop),
+        };
+        (self.recipe.unwrap_or(Recipe::Stagewise), params)
+    }
+
     /// The validated plan: loaded from the file, or built by the recipe.
     pub fn build(&self) -> anyhow::Result<Plan> {
         let mut plan = match self.plan {
@@ -56,17 +76,8 @@ impl PlanChoice<'_> {
                 Plan::load(path).with_context(|| format!("reading {}", path.display()))?
             }
             None => {
-                let d = DEFAULT_RECIPE;
-                let params = RecipeParams {
-                    lr: self.lr.unwrap_or(d.lr),
-                    momentum: self.momentum.unwrap_or(d.momentum),
-                    nu: self.nu.unwrap_or(d.nu),
-                    batch: self.batch.unwrap_or(d.batch),
-                    epochs: self.epochs.unwrap_or(d.epochs),
-                    stages: self.stages.unwrap_or(d.stages),
-                    drop: self.drop.unwrap_or(d.drop),
-                };
-                let mut plan = params.build(self.recipe.unwrap_or(Recipe::Stagewise))?;
+                let (recipe, params) = self.recipe_with_defaults();
+                let mut plan = params.build(recipe)?;
                 plan.weight_decay = DEFAULT_WEIGHT_DECAY;
                 plan.weight_decay_type = WeightDecay::Grad;
                 plan

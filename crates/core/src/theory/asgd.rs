@@ -42,6 +42,90 @@ pub fn max_stable_lr_delayed(tau: u32, lambda_max: f64) -> Result<f64> {
     Ok(staleness_stability_limit(tau) / lambda_max)
 }
 
+/// True when every root of the real polynomial Σ a_k z^k (`coeffs[k]` = a_k, leading last,
+/// non-zero) lies strictly inside the unit circle: the Schur–Cohn recursion, which replaces
+/// p by (a_n·p(z) − a_0·z^n·p(1/z))/z while |a_0| < |a_n|.
+fn schur_stable(coeffs: &[f64]) -> bool {
+    let mut a = coeffs.to_vec();
+    while a.len() > 1 {
+        let n = a.len() - 1;
+        let (a0, an) = (a[0], a[n]);
+        // NaN coefficients compare as unordered: not stable.
+        if a0.abs().partial_cmp(&an.abs()) != Some(std::cmp::Ordering::Less) {
+            return false;
+        }
+        a = (0..n).map(|k| an * a[k + 1] - a0 * a[n - 1 - k]).collect();
+    }
+    true
+}
+
+/// The characteristic polynomial of QHM(β, ν) with a constant gradient delay τ on the
+/// quadratic f = h w²/2, as a function of x = α·h (coefficients, leading last):
+///
+/// ```text
+/// (z − 1)(z − β)·z^τ + x·[(1 − ν)(z − β) + ν(1 − β)·z]
+/// ```
+///
+/// from d_{k+1} = β d_k + (1−β) h w_{k−τ}, w_{k+1} = w_k − α[(1−ν) h w_{k−τ} + ν d_{k+1}].
+fn delayed_qhm_polynomial(beta: f64, nu: f64, tau: u32, x: f64) -> Vec<f64> {
+    let n = tau as usize + 2;
+    let mut c = vec![0.0; n + 1];
+    c[n] += 1.0;
+    c[n - 1] -= 1.0 + beta;
+    c[n - 2] += beta;
+    c[1] += x * (1.0 - nu * beta);
+    c[0] -= x * (1.0 - nu) * beta;
+    c
+}
+
+/// Stability limit of QHM(β, ν) with constant delay τ, in units of α·h: the smallest x = α·h
+/// at which a root of [`delayed_qhm_polynomial`] reaches the unit circle  \[D: exact for the
+/// linear recurrence, by the Schur–Cohn test and bisection to 1e-10\]. β = ν = 0 gives
+/// [`staleness_stability_limit`]; τ = 0 gives QHM's own limit 2(1+β)/(1+β(1−2ν)) (see
+/// [`super::divergence_threshold`]).
+///
+/// The cap of [`recommend_lr`] uses the delayed-**SGD** limit. With the explicit momentum that
+/// `recommend` leaves for M = 4 workers (β = 0.6, ν = 0.7, τ = 3) this exact limit is 0.424,
+/// 5% below SGD's 0.445, so a cap at half the SGD limit stays stable; a larger β widens it.
+///
+/// ```
+/// use stagewise_core::theory::{delayed_qhm_stability_limit, staleness_stability_limit};
+/// let sgd = delayed_qhm_stability_limit(0.0, 0.0, 3).unwrap();
+/// assert!((sgd - staleness_stability_limit(3)).abs() < 1e-8);
+/// let qhm = delayed_qhm_stability_limit(0.6, 0.7, 3).unwrap();
+/// assert!((qhm - 0.4238).abs() < 1e-3);
+/// ```
+///
+/// # Errors
+/// β outside [0, 1), ν outside [0, 1].
+pub fn delayed_qhm_stability_limit(beta: f64, nu: f64, tau: u32) -> Result<f64> {
+    if !(0.0..1.0).contains(&beta) {
+        return Err(error::out_of_range("beta", beta, "in [0, 1)"));
+    }
+    if !(0.0..=1.0).contains(&nu) {
+        return Err(error::out_of_range("nu", nu, "in [0, 1]"));
+    }
+    let stable = |x: f64| schur_stable(&delayed_qhm_polynomial(beta, nu, tau, x));
+    // Walk up from a tiny step until the first unstable x, then bisect.
+    let (mut lo, mut hi) = (0.0, 1e-6);
+    while stable(hi) {
+        lo = hi;
+        hi *= 1.25;
+        if hi > 1e6 {
+            return Ok(f64::INFINITY);
+        }
+    }
+    while hi - lo > 1e-10 * hi {
+        let mid = 0.5 * (lo + hi);
+        if stable(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 fn check_delay_inputs(lr: f64, h: f64, noise_var: f64) -> Result<()> {
     error::positive("lr", lr)?;
     error::positive("h", h)?;

@@ -44,11 +44,11 @@ pub mod spectrum_input;
 
 pub use adapter::{plan_stage_hypers, plan_stages, TheoryStage};
 pub use asgd::{
-    compose_momentum, delayed_variance_exact, delayed_variance_first_order, delayed_variance_sde,
-    delayed_variance_second_order, explicit_momentum_for_target, implicit_momentum,
-    max_stable_lr_delayed, recommend_lr, staleness_stability_limit,
-    staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate, LrRecommendation, MomentumMatch,
-    Staleness,
+    compose_momentum, delayed_qhm_stability_limit, delayed_variance_exact,
+    delayed_variance_first_order, delayed_variance_sde, delayed_variance_second_order,
+    explicit_momentum_for_target, implicit_momentum, max_stable_lr_delayed, recommend_lr,
+    staleness_stability_limit, staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate,
+    LrRecommendation, MomentumMatch, Staleness,
 };
 pub use bound::{
     final_variance, gaussian_kl, pac_bayes_gap, plan_bound, risk_inflation, stage_variance,
@@ -69,7 +69,7 @@ pub use qhm::{
     stability_margin, stationary_covariance, stationary_variance, stationary_variance_psi,
     stationary_variance_series, transition_matrix, Mat2, QhmParams, Roots,
 };
-pub use recommend::{recommend, AsgdAdvice, RecommendOptions, Recommendation, Setting};
+pub use recommend::{recommend, AsgdAdvice, AsgdBatch, RecommendOptions, Recommendation, Setting};
 pub use spectrum_input::{
     load_spectrum, parse_spectrum, spectrum_from_csv, spectrum_from_json, MAX_ISOTROPIC_DIM,
 };

@@ -20,11 +20,16 @@
 //!   staleness τ ≈ M − 1 (round-robin homogeneous workers); the learning rate comes from
 //!   [`recommend_lr`]: the user's α0 (tuned with one worker at the same batch per worker) is
 //!   **not** scaled by M, since each push is still one update of b examples, and is capped at
-//!   ½ of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is known.
-//!   Without h_max there is no cap, and a warning says so;
+//!   `cap_fraction` (½ by default) of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is known.
+//!   Without h_max there is no cap, and a warning says so. When the cap binds, the batch
+//!   size falls with α ([`AsgdBatch::KeepRatio`], the default): b0' = ⌊b0·α_cap/α0⌋ and
+//!   α0' = α0·b0'/b0, so α/b, the noise temperature of theory.md §3.4, stays the user's and
+//!   an epoch is the same SDE time α·n/b (§4.1: t = α·k), made of more, smaller updates. The
+//!   staleness then costs less of that time: a delay of τ updates is α·τ in SDE time.
+//!   [`AsgdBatch::KeepBatch`] keeps b and lowers α/b instead (fewer, slower-moving updates);
 //! - averaged updates ([`AsgdUpdate::Averaged`], the `sync` policy): one update per M
 //!   gradients of M·b examples, no staleness: linear scaling α0·M (PC's SGP rule
-//!   α_ref·b·M/256 \[C\]), capped at ½ · 2/h_max, β kept. The momentum bullet below applies to
+//!   α_ref·b·M/256 \[C\]), capped at `cap_fraction` · 2/h_max, β kept. The momentum bullet below applies to
 //!   per-push updates only;
 //! - asynchrony acts as an implicit momentum 1 − 1/M ([`implicit_momentum`]), so the explicit
 //!   β0 is reduced to the value that, combined with the asynchrony, gives the converted β0
@@ -195,6 +200,24 @@ pub struct RecommendOptions {
     pub momentum_match: MomentumMatch,
     /// Per-push (asynchronous, default) or averaged (synchronous) updates (with `workers`).
     pub update: AsgdUpdate,
+    /// What happens to b0 when the staleness cap lowers α (per-push ASGD).
+    pub asgd_batch: AsgdBatch,
+    /// Fraction of the stability limit α may reach, in (0, 1] (default 0.5).
+    pub cap_fraction: f64,
+}
+
+/// What a per-push ASGD plan does with the batch size when the staleness cap lowers α.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AsgdBatch {
+    /// Lower b0 with α (b0' = ⌊b0·α_cap/α0⌋ ≥ 1, α0' = α0·b0'/b0 ≤ α_cap): α/b is kept, so
+    /// the noise temperature and the SDE time per epoch are the user's; an epoch takes
+    /// α0/α0' times more updates, each staler by only α0'·τ in SDE time. Linear scaling
+    /// (α ∝ b, theory.md §4.2) read backwards, and the paper's own α/r, b/r step.
+    #[default]
+    KeepRatio,
+    /// Keep b0: α/b falls by the cap's factor, with the same number of updates per epoch.
+    KeepBatch,
 }
 
 impl RecommendOptions {
@@ -212,6 +235,8 @@ impl RecommendOptions {
             h_max: None,
             momentum_match: MomentumMatch::DcGain,
             update: AsgdUpdate::PerPush,
+            asgd_batch: AsgdBatch::KeepRatio,
+            cap_fraction: 0.5,
         }
     }
 }
@@ -229,6 +254,12 @@ pub struct AsgdAdvice {
     pub implicit_momentum: f64,
     /// The learning-rate recommendation of [`recommend_lr`].
     pub lr: LrRecommendation,
+    /// The batch-size rule applied when the cap binds (per-push updates).
+    pub batch_rule: AsgdBatch,
+    /// α0 of the plan: `lr.lr`, or lower so that α0/b0 is exactly the user's (`KeepRatio`).
+    pub plan_lr: f64,
+    /// b0 per worker of the plan.
+    pub plan_batch: u64,
     /// The converted β0 that the total momentum should match.
     pub target_momentum: f64,
     /// The rule used to combine momenta.
@@ -298,14 +329,15 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         }
         None => h.nu,
     };
-    let (mut lr, mut beta) = (h.lr, h.beta);
+    let (mut lr, mut beta, mut batch) = (h.lr, h.beta, opts.batch);
 
     let asgd = match opts.workers {
         None => None,
         Some(m) => {
             let advice = asgd_advice(opts, m, h, &mut reasons, &mut warnings)?;
-            lr = advice.lr.lr;
+            lr = advice.plan_lr;
             beta = advice.explicit_momentum;
+            batch = advice.plan_batch;
             Some(advice)
         }
     };
@@ -314,12 +346,22 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         lr,
         momentum: beta,
         nu,
-        batch: opts.batch,
+        batch,
         epochs: opts.epochs,
         stages: opts.stages,
         drop: opts.drop,
     };
-    let plan = recipe.build(Recipe::Stagewise)?;
+    let plan = match recipe.build(Recipe::Stagewise) {
+        Err(e @ crate::schedule::PlanError::BatchTooSmall { .. }) if batch < opts.batch => {
+            return Err(AdviceError::Unsupported(format!(
+                "{e} (b0 was lowered from {} to {batch} per worker to keep α/b under the \
+                 staleness cap, --asgd-batch keep-ratio; use --asgd-batch keep-batch, a larger \
+                 --batch, fewer --stages or fewer workers)",
+                opts.batch
+            )))
+        }
+        built => built?,
+    };
     let epochs: Vec<String> = plan
         .stages
         .iter()
@@ -370,10 +412,18 @@ fn asgd_advice(
     warnings: &mut Vec<String>,
 ) -> Result<AsgdAdvice, AdviceError> {
     let q = implicit_momentum(m)?;
+    if !(opts.cap_fraction > 0.0 && opts.cap_fraction <= 1.0) {
+        return Err(AdviceError::invalid(
+            "cap_fraction",
+            opts.cap_fraction,
+            "in (0, 1]",
+        ));
+    }
     let mut o = AsgdLrOptions::new(h.lr, opts.batch as f64, m);
     o.reference_batch = opts.batch as f64;
     o.lambda_max = opts.h_max;
     o.update = opts.update;
+    o.safety = opts.cap_fraction;
     let rec = recommend_lr(&o)?;
     let h_max = fmt_num(opts.h_max.unwrap_or(f64::NAN));
     if opts.update == AsgdUpdate::Averaged {
@@ -386,9 +436,10 @@ fn asgd_advice(
         reasons.push(match rec.stability_limit {
             Some(limit) => format!(
                 "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP code), \
-                 {} ½ of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
+                 {} {} of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
                 fmt_num(rec.linear_scaled),
                 if rec.capped { "capped at" } else { "below" },
+                fmt_num(opts.cap_fraction),
                 fmt_num(limit),
                 h_max,
                 fmt_num(rec.lr)
@@ -403,6 +454,9 @@ fn asgd_advice(
             update: opts.update,
             tau: 0,
             implicit_momentum: 0.0,
+            batch_rule: opts.asgd_batch,
+            plan_lr: rec.lr,
+            plan_batch: opts.batch,
             lr: rec,
             target_momentum: h.beta,
             momentum_match: opts.momentum_match,
@@ -427,14 +481,16 @@ fn asgd_advice(
     );
     match (rec.stability_limit, rec.capped) {
         (Some(limit), true) => reasons.push(format!(
-            "{kept}, and is capped at ½ of the delayed-SGD stability limit \
+            "{kept}, and is capped at {} of the delayed-SGD stability limit \
              2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {} (theory.md §4.2): α0 = {}",
+            fmt_num(opts.cap_fraction),
             fmt_num(limit),
             h_max,
             fmt_num(rec.lr)
         )),
         (Some(limit), false) => reasons.push(format!(
-            "{kept}; it is below ½ of the delayed-SGD stability limit {} for h_max = {}",
+            "{kept}; it is below {} of the delayed-SGD stability limit {} for h_max = {}",
+            fmt_num(opts.cap_fraction),
             fmt_num(limit),
             h_max,
         )),
@@ -452,6 +508,33 @@ fn asgd_advice(
                     fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
                 ));
             }
+        }
+    }
+    let (plan_lr, plan_batch) = batch_for_cap(opts, &rec, reasons, warnings);
+    if let Some(h_max) = opts.h_max {
+        let nu = opts.nu.unwrap_or(h.nu);
+        let exact = super::asgd::delayed_qhm_stability_limit(explicit, nu, m - 1)? / h_max;
+        reasons.push(format!(
+            "check: QHM with the explicit β0 = {}, ν = {} and a constant delay τ = {} is stable \
+             up to α < {} for h_max = {} (exact, Schur–Cohn); α0 = {} is {} of it",
+            fmt_num(explicit),
+            fmt_num(nu),
+            m - 1,
+            fmt_num(exact),
+            fmt_num(h_max),
+            fmt_num(plan_lr),
+            fmt_num(plan_lr / exact)
+        ));
+        if plan_lr >= exact {
+            warnings.push(format!(
+                "α0 = {} is at or beyond the exact delayed-QHM limit {} for β0 = {}, ν = {}, \
+                 τ = {}: lower --cap-fraction",
+                fmt_num(plan_lr),
+                fmt_num(exact),
+                fmt_num(explicit),
+                fmt_num(nu),
+                m - 1
+            ));
         }
     }
     reasons.push(format!(
@@ -486,6 +569,9 @@ fn asgd_advice(
         update: opts.update,
         tau: m - 1,
         implicit_momentum: q,
+        batch_rule: opts.asgd_batch,
+        plan_lr,
+        plan_batch,
         lr: rec,
         target_momentum: h.beta,
         momentum_match: opts.momentum_match,
@@ -493,4 +579,58 @@ fn asgd_advice(
         explicit_momentum: explicit,
         total_momentum: total,
     })
+}
+
+/// α0 and b0 of a per-push ASGD plan under the batch rule, with the reason (or a warning when
+/// α/b cannot be kept even at b0 = 1).
+fn batch_for_cap(
+    opts: &RecommendOptions,
+    rec: &LrRecommendation,
+    reasons: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> (f64, u64) {
+    if !rec.capped || opts.asgd_batch == AsgdBatch::KeepBatch {
+        if rec.capped {
+            reasons.push(format!(
+                "batch size: b0 = {} kept (--asgd-batch keep-batch), so α/b falls {}× with the \
+                 cap and each epoch covers {}× less SDE time α·n/b; --asgd-batch keep-ratio \
+                 would lower b0 with α instead",
+                opts.batch,
+                fmt_num(rec.linear_scaled / rec.lr),
+                fmt_num(rec.linear_scaled / rec.lr)
+            ));
+        }
+        return (rec.lr, opts.batch);
+    }
+    let b0 = opts.batch as f64;
+    let exact = b0 * rec.lr / rec.linear_scaled;
+    if exact < 1.0 {
+        warnings.push(format!(
+            "keeping α/b would need b0 = {} < 1 per worker: b0 = 1 with α0 = {}, so α/b is \
+             {}× below your setting",
+            fmt_num(exact),
+            fmt_num(rec.lr),
+            fmt_num(rec.linear_scaled / (rec.lr * b0))
+        ));
+        return (rec.lr, 1);
+    }
+    // A hair of slack so that an exact product (32 · 0.05/0.1) is not floored to one less.
+    let batch = (exact * (1.0 + 1e-12)).floor() as u64;
+    let lr = rec.linear_scaled * batch as f64 / b0;
+    reasons.push(format!(
+        "batch size: b0 = {} lowered with α to {} per worker and α0 = {}·{}/{} = {} \
+         (--asgd-batch keep-ratio), so α/b = {} stays yours: the same noise temperature \
+         (theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates whose \
+         staleness costs only α·τ = {} of that time each",
+        opts.batch,
+        batch,
+        fmt_num(rec.linear_scaled),
+        batch,
+        opts.batch,
+        fmt_num(lr),
+        fmt_num(lr / batch as f64),
+        fmt_num(b0 / batch as f64),
+        fmt_num(lr * f64::from(rec.tau_used.unwrap_or(0)))
+    ));
+    (lr, batch)
 }
