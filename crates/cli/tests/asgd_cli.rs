@@ -86,22 +86,33 @@ fn final_accuracy(stdout: &str) -> f64 {
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// `stagewise asgd --workers 2 ARGS --out OUT`, its output piped.
+fn spawn_asgd(args: &[&str], out: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(["asgd", "--workers", "2"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn in_process_asgd_learns_and_writes_its_files() {
     let dir = TempDir::new("asgd-in-process");
     let out = dir.path().join("run");
-    let child = Command::new(BIN)
-        .arg("asgd")
-        .args(["--workers", "2", "--eval-every", "25", "--log-every", "10"])
-        .args(["--asgd-rule", "none"])
-        .args(SMALL)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_output(child, Duration::from_secs(90));
+    let mut args = vec![
+        "--eval-every",
+        "25",
+        "--log-every",
+        "10",
+        "--asgd-rule",
+        "none",
+    ];
+    args.extend(SMALL);
+    let output = wait_output(spawn_asgd(&args, &out), Duration::from_secs(90));
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
@@ -141,16 +152,7 @@ fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
     let dir = TempDir::new("asgd-rule");
     let run = |name: &str, args: &[&str]| {
         let out = dir.path().join(name);
-        let child = Command::new(BIN)
-            .args(["asgd", "--workers", "2"])
-            .args(args)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = wait_output(child, Duration::from_secs(120));
+        let output = wait_output(spawn_asgd(args, &out), Duration::from_secs(120));
         let stderr = text(&output.stderr);
         assert!(output.status.success(), "{stderr}");
         (out, stderr, text(&output.stdout))

@@ -387,6 +387,30 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     let r = recommend(&o).unwrap();
     assert!((r.asgd.as_ref().unwrap().lr.lr - 2.0 * cap).abs() < 1e-12);
     assert_eq!(r.plan.stages[0].batch_size, 26);
+    assert!(r.reasons.iter().any(|x| x.starts_with("check: QHM")));
+    // QHM(0.9, 0.7) with 4 workers runs at explicit β 0.6, whose exact delayed limit (0.424)
+    // is below delayed SGD's 0.445: at the whole SGD limit α0 = 56/128 = 0.4375 is flagged.
+    let mut q = RecommendOptions::new(Setting::Qhm {
+        lr: 1.0,
+        beta: 0.9,
+        nu: 0.7,
+    });
+    (q.workers, q.h_max, q.cap_fraction) = (Some(4), Some(1.0), 1.0);
+    let r = recommend(&q).unwrap();
+    assert!(
+        (r.initial.lr - 56.0 / 128.0).abs() < 1e-15,
+        "{}",
+        r.initial.lr
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("exact delayed-QHM limit")),
+        "{:?}",
+        r.warnings
+    );
+    q.cap_fraction = 0.5;
+    assert!(recommend(&q).unwrap().warnings.is_empty());
     o.cap_fraction = 0.0;
     let e = recommend(&o).unwrap_err().to_string();
     assert!(e.contains("cap_fraction") && e.contains("(0, 1]"), "{e}");

@@ -467,7 +467,7 @@ pub struct AsgdArgs {
     asgd_rule: Option<AsgdRule>,
 
     /// Largest Hessian eigenvalue for --asgd-rule theory, instead of estimating it on the
-    /// initial model (about a minute for the cnn).
+    /// initial model (about two minutes for the cnn on 2 cores).
     #[arg(long, value_name = "H", allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     h_max: Option<f64>,
@@ -635,7 +635,7 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     if (workers as u64) > n_train {
         bail!("--workers {workers} is more than the {n_train} training examples");
     }
-    // Option errors first: the rule may spend a minute estimating h_max.
+    // Option errors first: the rule may spend minutes estimating h_max.
     args.server.policy(workers)?;
     let plan = plan_for_workers(&args, workers, &splits, &data)?;
     let layout = plan.layout(n_train)?;

@@ -61,7 +61,7 @@ fn h_max_config(seed: u64) -> SpectrumConfig {
 }
 
 /// The largest Gauss-Newton eigenvalue of `kind` at its initialization with `seed`, on
-/// `train` (seconds for the mlp, about a minute for the cnn on 2 cores).
+/// `train` (seconds for the mlp, about two minutes for the cnn on 2 cores).
 pub fn initial_h_max(
     kind: ModelKind,
     seed: u64,

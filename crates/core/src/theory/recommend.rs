@@ -20,8 +20,9 @@
 //!   staleness τ ≈ M − 1 (round-robin homogeneous workers); the learning rate comes from
 //!   [`recommend_lr`]: the user's α0 (tuned with one worker at the same batch per worker) is
 //!   **not** scaled by M, since each push is still one update of b examples, and is capped at
-//!   `cap_fraction` (½ by default) of the constant-delay stability limit 2 sin(π/(2(2τ+1)))/h_max when h_max is known.
-//!   Without h_max there is no cap, and a warning says so. When the cap binds, the batch
+//!   `cap_fraction` (½ by default) of the constant-delay stability limit
+//!   2 sin(π/(2(2τ+1)))/h_max when h_max is known. Without h_max there is no cap, and a
+//!   warning says so. When the cap binds, the batch
 //!   size falls with α ([`AsgdBatch::KeepRatio`], the default): b0' = ⌊b0·α_cap/α0⌋ and
 //!   α0' = α0·b0'/b0, so α/b, the noise temperature of theory.md §3.4, stays the user's and
 //!   an epoch is the same SDE time α·n/b (§4.1: t = α·k), made of more, smaller updates. The
@@ -29,8 +30,8 @@
 //!   [`AsgdBatch::KeepBatch`] keeps b and lowers α/b instead (fewer, slower-moving updates);
 //! - averaged updates ([`AsgdUpdate::Averaged`], the `sync` policy): one update per M
 //!   gradients of M·b examples, no staleness: linear scaling α0·M (PC's SGP rule
-//!   α_ref·b·M/256 \[C\]), capped at `cap_fraction` · 2/h_max, β kept. The momentum bullet below applies to
-//!   per-push updates only;
+//!   α_ref·b·M/256 \[C\]), capped at `cap_fraction` · 2/h_max, β kept. The momentum bullet
+//!   below applies to per-push updates only;
 //! - asynchrony acts as an implicit momentum 1 − 1/M ([`implicit_momentum`]), so the explicit
 //!   β0 is reduced to the value that, combined with the asynchrony, gives the converted β0
 //!   back ([`explicit_momentum_for_target`], default rule [`MomentumMatch::DcGain`]:
@@ -511,32 +512,6 @@ fn asgd_advice(
         }
     }
     let (plan_lr, plan_batch) = batch_for_cap(opts, &rec, reasons, warnings);
-    if let Some(h_max) = opts.h_max {
-        let nu = opts.nu.unwrap_or(h.nu);
-        let exact = super::asgd::delayed_qhm_stability_limit(explicit, nu, m - 1)? / h_max;
-        reasons.push(format!(
-            "check: QHM with the explicit β0 = {}, ν = {} and a constant delay τ = {} is stable \
-             up to α < {} for h_max = {} (exact, Schur–Cohn); α0 = {} is {} of it",
-            fmt_num(explicit),
-            fmt_num(nu),
-            m - 1,
-            fmt_num(exact),
-            fmt_num(h_max),
-            fmt_num(plan_lr),
-            fmt_num(plan_lr / exact)
-        ));
-        if plan_lr >= exact {
-            warnings.push(format!(
-                "α0 = {} is at or beyond the exact delayed-QHM limit {} for β0 = {}, ν = {}, \
-                 τ = {}: lower --cap-fraction",
-                fmt_num(plan_lr),
-                fmt_num(exact),
-                fmt_num(explicit),
-                fmt_num(nu),
-                m - 1
-            ));
-        }
-    }
     reasons.push(format!(
         "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (theory.md §4.1, [D]); \
          to keep the total at the converted β = {} the explicit momentum becomes {} ({} rule{})",
@@ -553,6 +528,32 @@ fn asgd_advice(
             String::new()
         }
     ));
+    if let Some(h_max) = opts.h_max {
+        let nu = opts.nu.unwrap_or(h.nu);
+        let limit = super::asgd::delayed_qhm_stability_limit(explicit, nu, m - 1)? / h_max;
+        reasons.push(format!(
+            "check: QHM with the explicit β0 = {}, ν = {} and a constant delay τ = {} is stable \
+             up to α < {} for h_max = {} (exact, Schur–Cohn); α0 = {} is {} of it",
+            fmt_num(explicit),
+            fmt_num(nu),
+            m - 1,
+            fmt_num(limit),
+            fmt_num(h_max),
+            fmt_num(plan_lr),
+            fmt_num(plan_lr / limit)
+        ));
+        if plan_lr >= limit {
+            warnings.push(format!(
+                "α0 = {} is at or beyond the exact delayed-QHM limit {} for β0 = {}, ν = {}, \
+                 τ = {}: lower --cap-fraction",
+                fmt_num(plan_lr),
+                fmt_num(limit),
+                fmt_num(explicit),
+                fmt_num(nu),
+                m - 1
+            ));
+        }
+    }
     if exact < 0.0 {
         warnings.push(format!(
             "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: the \
