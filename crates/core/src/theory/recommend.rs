@@ -621,8 +621,8 @@ fn batch_for_cap(
     reasons.push(format!(
         "batch size: b0 = {} lowered with α to {} per worker and α0 = {}·{}/{} = {} \
          (--asgd-batch keep-ratio), so α/b = {} stays yours: the same noise temperature \
-         (theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates whose \
-         staleness costs only α·τ = {} of that time each",
+         (theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates, each \
+         stale by only α·τ = {} of SDE time",
         opts.batch,
         batch,
         fmt_num(rec.linear_scaled),
