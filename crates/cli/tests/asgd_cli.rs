@@ -224,6 +224,14 @@ fn bad_options_are_errors_not_panics() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+    // A wire precision that does not exist: clap's usage error names the allowed ones.
+    let out = Command::new(BIN)
+        .args(["ps", "worker", "--grad-wire", "fp8"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("allowed: f32, bf16"), "{stderr}");
 }
 
 /// Starts `ps serve` with `args` and the token `token`; returns it and its address.
@@ -297,7 +305,11 @@ fn server_and_two_worker_processes_train_over_loopback() {
         ]
         .concat(),
     );
-    let workers: Vec<Child> = (0..2).map(|i| spawn_worker(&url, i, token, &[])).collect();
+    // Worker 1 sends and receives bfloat16; the server serves both formats at once.
+    let bf16 = ["--grad-wire", "bf16", "--param-wire", "bf16"];
+    let workers: Vec<Child> = (0..2)
+        .map(|i| spawn_worker(&url, i, token, if i == 1 { &bf16 } else { &[] }))
+        .collect();
     for (i, w) in workers.into_iter().enumerate() {
         let out = wait_output(w, Duration::from_secs(90));
         let stdout = text(&out.stdout);

@@ -3,7 +3,9 @@
 //!
 //! Every worker loops pull → push with a fixed gradient for `seconds`; the server runs plain
 //! ASGD with QHM (one fused pass over parameters, gradient and momentum buffer per push).
-//! Bytes count the gradient pushed; `wire` also counts the parameters pulled. Two loopback
+//! Bytes count the gradient pushed; `wire` also counts the parameters pulled. gRPC rows are
+//! measured with f32 on the wire and, as `grpc-bf16`, with bfloat16 gradients and parameters
+//! (half the bytes; their byte counts are the bytes actually sent). Two loopback
 //! references are measured in the same run for the gRPC numbers: `iperf3` (one stream, when it
 //! is on `PATH`; the reference the targets are stated against), once with its default 128 KiB
 //! writes and once with 1 MiB writes (`-l 1M`, the gRPC chunk size; faster on loopback), and a
@@ -23,6 +25,7 @@ use crate::gradient::BatchStats;
 use crate::server::{ParamServer, PullRequest, Push};
 use crate::shard::ShardRange;
 use crate::synthetic::FixedGradient;
+use crate::transport::codec::WireFloat;
 use crate::transport::grpc::BlockingGrpcClient;
 use crate::worker::PsClient;
 
@@ -42,6 +45,8 @@ pub struct BenchConfig {
     pub grpc: bool,
     /// Bytes per gRPC chunk.
     pub chunk_bytes: usize,
+    /// Wire formats of the gRPC rows (gradients and parameters alike).
+    pub grpc_wires: Vec<WireFloat>,
     /// Worker counts for the staleness sweep (empty: skip it).
     pub staleness_workers: Vec<usize>,
     /// Model size for the staleness sweep.
@@ -64,6 +69,7 @@ impl Default for BenchConfig {
             in_process: true,
             grpc: true,
             chunk_bytes: crate::config::DEFAULT_CHUNK_BYTES,
+            grpc_wires: vec![WireFloat::F32, WireFloat::Bf16],
             staleness_workers: vec![1, 2, 4, 8, 16],
             staleness_params: 100_000,
             staleness_compute_us: 1_000,
@@ -76,7 +82,7 @@ impl Default for BenchConfig {
 /// One measurement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchRow {
-    /// `in-process` or `grpc`.
+    /// `in-process`, `grpc` (f32 on the wire) or `grpc-bf16`.
     pub mode: String,
     /// P.
     pub params: usize,
@@ -94,6 +100,10 @@ pub struct BenchRow {
     pub wire_bytes_per_s: f64,
     /// Mean staleness.
     pub mean_staleness: f64,
+    /// CPU time of this process (every thread: server, workers, runtimes) over the
+    /// measurement, in cores: CPU-seconds per second. `None` where it cannot be read.
+    #[serde(default)]
+    pub cpu_cores: Option<f64>,
 }
 
 /// All measurements.
@@ -115,6 +125,10 @@ pub struct BenchReport {
     /// `iperf3` measurements, before and after the throughput rows.
     #[serde(default)]
     pub iperf3_runs: Vec<f64>,
+    /// CPU of each `iperf3` measurement, client plus server, in cores (from its
+    /// `cpu_utilization_percent`).
+    #[serde(default)]
+    pub iperf3_cpu_cores: Vec<f64>,
     /// Why there is no `iperf3` number, when there is none.
     #[serde(default)]
     pub iperf3_note: Option<String>,
@@ -133,8 +147,15 @@ fn server_config() -> ServerConfig {
     }
 }
 
-fn row(mode: &str, p: usize, w: usize, pushes: u64, secs: f64, tau: f64) -> BenchRow {
-    let bytes = (p * 4) as f64;
+fn row(
+    mode: &str,
+    p: usize,
+    w: usize,
+    (pushes, secs): (u64, f64),
+    tau: f64,
+    wire: WireFloat,
+) -> BenchRow {
+    let bytes = (p * wire.bytes()) as f64;
     BenchRow {
         mode: mode.into(),
         params: p,
@@ -145,7 +166,31 @@ fn row(mode: &str, p: usize, w: usize, pushes: u64, secs: f64, tau: f64) -> Benc
         push_bytes_per_s: pushes as f64 * bytes / secs,
         wire_bytes_per_s: 2.0 * pushes as f64 * bytes / secs,
         mean_staleness: tau,
+        cpu_cores: None,
     }
+}
+
+/// CPU time used so far by this process, all threads, user plus system, in seconds.
+fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage writes one `rusage` into the zeroed struct we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// CPU cores used between `before` (from [`process_cpu_seconds`]) and now, over `secs`.
+fn cores_since(before: Option<f64>, secs: f64) -> Option<f64> {
+    Some((process_cpu_seconds()? - before?) / secs)
 }
 
 /// In-process: W threads pulling and pushing a fixed gradient for `seconds`.
@@ -164,6 +209,7 @@ pub fn in_process(
     let grad = FixedGradient::new(p, 1);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
+    let cpu = process_cpu_seconds();
     std::thread::scope(|s| {
         for id in 0..w {
             let (server, grad, stop) = (&server, &grad, &stop);
@@ -196,20 +242,30 @@ pub fn in_process(
         stop.store(true, Ordering::Relaxed);
     });
     let secs = start.elapsed().as_secs_f64();
+    let cores = cores_since(cpu, secs);
     let s = server.summary();
-    Ok(row(
-        "in-process",
-        p,
-        w,
-        server.version(),
-        secs,
-        s.mean_staleness,
-    ))
+    Ok(BenchRow {
+        cpu_cores: cores,
+        ..row(
+            "in-process",
+            p,
+            w,
+            (server.version(), secs),
+            s.mean_staleness,
+            WireFloat::F32,
+        )
+    })
 }
 
 /// Over gRPC on 127.0.0.1: a server in this process, W worker threads with their own
-/// connections.
-pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<BenchRow, PsError> {
+/// connections, gradients and parameters sent as `wire`.
+pub fn grpc(
+    p: usize,
+    w: usize,
+    seconds: f64,
+    chunk_bytes: usize,
+    wire: WireFloat,
+) -> Result<BenchRow, PsError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -229,6 +285,7 @@ pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<Benc
     let grad = FixedGradient::new(p, 1);
     let stop = AtomicBool::new(false);
     let mut start = Instant::now();
+    let mut cpu = None;
     let results: Vec<Result<(), PsError>> = std::thread::scope(|s| {
         let mut clients = Vec::new();
         for id in 0..w {
@@ -237,11 +294,14 @@ pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<Benc
                 worker_id: id as u32,
                 max_chunk_bytes: chunk_bytes,
                 max_message_bytes: max_message,
+                grad_wire: wire,
+                param_wire: wire,
                 ..WorkerConfig::default()
             };
             clients.push(BlockingGrpcClient::connect(&wc));
         }
         start = Instant::now();
+        cpu = process_cpu_seconds();
         let handles: Vec<_> = clients
             .into_iter()
             .map(|c| {
@@ -249,7 +309,8 @@ pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<Benc
                 s.spawn(move || -> Result<(), PsError> {
                     let mut c = c?;
                     let mut params = vec![0.0f32; p];
-                    // The worker loop's path: the gradient buffer is sent without a copy.
+                    // The worker loop's path: the gradient buffer is sent without a copy (f32)
+                    // or converted in one pass (bf16).
                     let grad = Arc::new(grad.values().to_vec());
                     while !stop.load(Ordering::Relaxed) {
                         let pulled = c.pull(&[0], &mut params)?;
@@ -270,17 +331,25 @@ pub fn grpc(p: usize, w: usize, seconds: f64, chunk_bytes: usize) -> Result<Benc
             .collect()
     });
     let secs = start.elapsed().as_secs_f64();
+    let cores = cores_since(cpu, secs);
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let server = Arc::clone(handle.server());
     let summary = rt.block_on(handle.shutdown())?;
-    Ok(row(
-        "grpc",
-        p,
-        w,
-        server.version(),
-        secs,
-        summary.mean_staleness,
-    ))
+    let mode = match wire {
+        WireFloat::F32 => "grpc".to_string(),
+        other => format!("grpc-{other}"),
+    };
+    Ok(BenchRow {
+        cpu_cores: cores,
+        ..row(
+            &mode,
+            p,
+            w,
+            (server.version(), secs),
+            summary.mean_staleness,
+            wire,
+        )
+    })
 }
 
 /// Raw TCP over 127.0.0.1: one sender, one receiver, `bytes` in 1 MiB writes; bytes/s.
@@ -318,15 +387,28 @@ pub fn tcp_loopback(bytes: usize) -> Result<f64, PsError> {
     Ok(got as f64 / secs)
 }
 
+/// What one `iperf3` run measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Iperf3Reading {
+    /// Bytes/s at the receiver.
+    pub bytes_per_s: f64,
+    /// CPU of client plus server, in cores (`None` when iperf3 did not report it).
+    pub cpu_cores: Option<f64>,
+}
+
 /// `iperf3` over 127.0.0.1 for `seconds`, one stream, writes of `block_bytes` (iperf3's
-/// default 128 KiB when `None`): bytes/s at the receiver. Starts a one-off `iperf3 -s -1` on a
-/// free port and runs `iperf3 -c 127.0.0.1 -J` against it. The error explains why there is no
-/// number (e.g. `iperf3` not installed).
-pub fn iperf3_loopback(seconds: f64, block_bytes: Option<usize>) -> Result<f64, String> {
+/// default 128 KiB when `None`). Starts a one-off `iperf3 -s -1` on a free port and runs
+/// `iperf3 -c 127.0.0.1 -J` against it. The error explains why there is no number (e.g.
+/// `iperf3` not installed).
+pub fn iperf3_loopback(seconds: f64, block_bytes: Option<usize>) -> Result<Iperf3Reading, String> {
     iperf3_with("iperf3", seconds, block_bytes)
 }
 
-fn iperf3_with(program: &str, seconds: f64, block_bytes: Option<usize>) -> Result<f64, String> {
+fn iperf3_with(
+    program: &str,
+    seconds: f64,
+    block_bytes: Option<usize>,
+) -> Result<Iperf3Reading, String> {
     use std::process::{Command, Stdio};
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -376,10 +458,18 @@ fn iperf3_with(program: &str, seconds: f64, block_bytes: Option<usize>) -> Resul
             }
             break;
         }
+        let cpu = |side: &str| {
+            json.pointer(&format!("/end/cpu_utilization_percent/{side}_total"))
+                .and_then(|c| c.as_f64())
+        };
+        let cpu_cores = cpu("host").zip(cpu("remote")).map(|(h, r)| (h + r) / 100.0);
         result = json
             .pointer("/end/sum_received/bits_per_second")
             .and_then(|b| b.as_f64())
-            .map(|b| b / 8.0)
+            .map(|b| Iperf3Reading {
+                bytes_per_s: b / 8.0,
+                cpu_cores,
+            })
             .ok_or_else(|| "iperf3 output without end.sum_received.bits_per_second".into());
         break;
     }
@@ -397,7 +487,12 @@ fn references(config: &BenchConfig, report: &mut BenchReport) -> Result<(), PsEr
     for block in [None, Some(1 << 20)] {
         if config.iperf3_seconds > 0.0 && report.iperf3_note.is_none() {
             match iperf3_loopback(config.iperf3_seconds, block) {
-                Ok(b) => report.iperf3_runs.push(b),
+                Ok(r) => {
+                    report.iperf3_runs.push(r.bytes_per_s);
+                    report
+                        .iperf3_cpu_cores
+                        .push(r.cpu_cores.unwrap_or(f64::NAN));
+                }
                 Err(note) => {
                     tracing::warn!(%note, "no iperf3 reference");
                     report.iperf3_note = Some(note);
@@ -422,6 +517,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
         tcp_runs: Vec::new(),
         iperf3_bytes_per_s: None,
         iperf3_runs: Vec::new(),
+        iperf3_cpu_cores: Vec::new(),
         iperf3_note: None,
     };
     // The references are measured before and after the rows: on a shared machine one sample
@@ -435,9 +531,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, PsError> {
                 report.rows.push(r);
             }
             if config.grpc {
-                let r = grpc(p, w, config.seconds, config.chunk_bytes)?;
-                tracing::info!(?r, "bench");
-                report.rows.push(r);
+                for &wire in &config.grpc_wires {
+                    let r = grpc(p, w, config.seconds, config.chunk_bytes, wire)?;
+                    tracing::info!(?r, "bench");
+                    report.rows.push(r);
+                }
             }
         }
     }
@@ -478,6 +576,26 @@ pub fn table(report: &BenchReport) -> String {
         (None, Some(note)) => out.push_str(&format!("iperf3 loopback: not measured ({note})\n")),
         (None, None) => {}
     }
+    // Bytes moved per CPU-second: iperf3 (client + server) against each row (whole process).
+    let iperf3_per_core: Vec<f64> = report
+        .iperf3_runs
+        .iter()
+        .zip(&report.iperf3_cpu_cores)
+        .filter(|(_, c)| c.is_finite() && **c > 0.0)
+        .map(|(b, c)| b / c)
+        .collect();
+    if !iperf3_per_core.is_empty() {
+        let cores: Vec<String> = report
+            .iperf3_cpu_cores
+            .iter()
+            .map(|c| format!("{c:.2}"))
+            .collect();
+        out.push_str(&format!(
+            "iperf3 CPU, client + server: {} cores; best {:.2} GB per CPU-second\n",
+            cores.join(", "),
+            gb(iperf3_per_core.iter().copied().fold(0.0, f64::max))
+        ));
+    }
     if let Some(t) = report.tcp_loopback_bytes_per_s {
         out.push_str(&format!(
             "raw TCP loopback (this process, 1 MiB writes, before and after the rows): {:.2} GB/s{}\n",
@@ -486,17 +604,17 @@ pub fn table(report: &BenchReport) -> String {
         ));
     }
     out.push_str(
-        "\nmode        P           W  pushes/s   push GB/s  wire GB/s  % iperf3  % raw TCP  mean τ\n",
+        "\nmode        P           W  pushes/s   push GB/s  wire GB/s  % iperf3  % raw TCP  mean τ  cores  GB/CPU-s\n",
     );
     let pct = |r: &BenchRow, reference: Option<f64>, width: usize| {
         reference
-            .filter(|_| r.mode == "grpc")
+            .filter(|_| r.mode.starts_with("grpc"))
             .map(|t| format!("{:>w$.0}%", 100.0 * r.wire_bytes_per_s / t, w = width - 1))
             .unwrap_or_else(|| format!("{:>width$}", "-"))
     };
     for r in &report.rows {
         out.push_str(&format!(
-            "{:<11} {:<11} {:<2} {:>9.1} {:>10.2} {:>10.2} {} {} {:>7.2}\n",
+            "{:<11} {:<11} {:<2} {:>9.1} {:>10.2} {:>10.2} {} {} {:>7.2} {:>6} {:>9}\n",
             r.mode,
             r.params,
             r.workers,
@@ -505,8 +623,34 @@ pub fn table(report: &BenchReport) -> String {
             gb(r.wire_bytes_per_s),
             pct(r, report.iperf3_bytes_per_s, 9),
             pct(r, report.tcp_loopback_bytes_per_s, 10),
-            r.mean_staleness
+            r.mean_staleness,
+            r.cpu_cores
+                .map_or_else(|| "-".into(), |c| format!("{c:.2}")),
+            r.cpu_cores.filter(|c| *c > 0.0).map_or_else(
+                || "-".into(),
+                |c| format!("{:.2}", gb(r.wire_bytes_per_s / c))
+            ),
         ));
+    }
+    // bfloat16 against f32 over gRPC, row by row.
+    let mut speedups = String::new();
+    for r in report.rows.iter().filter(|r| r.mode == "grpc-bf16") {
+        let f32_row = report
+            .rows
+            .iter()
+            .find(|x| x.mode == "grpc" && x.params == r.params && x.workers == r.workers);
+        if let Some(f) = f32_row.filter(|f| f.pushes_per_s > 0.0) {
+            speedups.push_str(&format!(
+                "  P {:<9} W {:<2} {:.2}×\n",
+                r.params,
+                r.workers,
+                r.pushes_per_s / f.pushes_per_s
+            ));
+        }
+    }
+    if !speedups.is_empty() {
+        out.push_str("\ngRPC pushes/s, bf16 ÷ f32 on the wire\n");
+        out.push_str(&speedups);
     }
     if !report.staleness.is_empty() {
         out.push_str("\nstaleness sweep (in-process, simulated compute per gradient)\n");
@@ -543,8 +687,17 @@ mod tests {
             ..BenchConfig::default()
         };
         let r = run(&config).unwrap();
-        assert_eq!(r.rows.len(), 2);
+        assert_eq!(r.rows.len(), 3);
         assert!(r.rows.iter().all(|x| x.pushes > 0), "{r:?}");
+        let bf16 = &r.rows[2];
+        assert_eq!(bf16.mode, "grpc-bf16");
+        assert_eq!(bf16.push_bytes_per_s, bf16.pushes_per_s * 20_000.0);
+        if cfg!(unix) {
+            assert!(
+                r.rows.iter().all(|x| x.cpu_cores.is_some_and(|c| c > 0.0)),
+                "{r:?}"
+            );
+        }
         assert_eq!(r.staleness[0].mean_staleness, 0.0);
         assert!(r.staleness[1].mean_staleness > 0.5, "{r:?}");
         assert!(table(&r).contains("grpc"));
@@ -561,6 +714,7 @@ mod tests {
             tcp_runs: vec![1e9],
             iperf3_bytes_per_s: None,
             iperf3_runs: Vec::new(),
+            iperf3_cpu_cores: Vec::new(),
             iperf3_note: Some(note),
         };
         assert!(table(&report).contains("iperf3 loopback: not measured"));

@@ -13,6 +13,7 @@ use stagewise_core::schedule::Plan;
 
 use crate::error::ConfigError;
 use crate::schedule::{HyperSchedule, PlanSchedule};
+pub use crate::transport::codec::WireFloat;
 
 /// What the server does with a stale gradient (theory.md §4.3).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -626,6 +627,12 @@ pub struct WorkerConfig {
     pub max_message_bytes: usize,
     /// Keep retrying the first connection for this long, ms (servers may still be starting).
     pub connect_timeout_ms: u64,
+    /// How gradients travel: `f32` (exact) or `bf16` (half the bytes; the server widens them
+    /// back to f32 before applying them).
+    pub grad_wire: WireFloat,
+    /// How parameters travel: `f32` (exact) or `bf16` (half the bytes; the worker computes its
+    /// gradient at the bfloat16-rounded parameters, the server keeps f32 ones).
+    pub param_wire: WireFloat,
 }
 
 impl Default for WorkerConfig {
@@ -641,6 +648,8 @@ impl Default for WorkerConfig {
             max_chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout_ms: 10_000,
+            grad_wire: WireFloat::F32,
+            param_wire: WireFloat::F32,
         }
     }
 }

@@ -139,6 +139,7 @@ fn header(model: &str, version: u64, len: u64) -> PushChunk {
             loss: 0.0,
             accuracy: f64::NAN,
             batch_size: 1,
+            ..Default::default()
         })),
     }
 }
@@ -249,6 +250,7 @@ fn bad_input_and_missing_token_get_clear_statuses() {
                     worker_id: 1,
                     min_version: 0,
                     wait_ms: 0,
+                    ..Default::default()
                 })
                 .await;
             assert_eq!(r.err().map(|s| s.code()), Some(Code::Unauthenticated));
@@ -371,6 +373,7 @@ fn generated_client_interoperates_with_the_bulk_routes() {
                 worker_id: 3,
                 min_version: 0,
                 wait_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -423,4 +426,171 @@ fn generated_client_interoperates_with_the_bulk_routes() {
     assert_eq!(out[0].version(), 2);
     drop(client);
     rt.block_on(handle.shutdown()).unwrap();
+}
+
+/// bfloat16 on the wire: a pull gives the parameters rounded to nearest-even bfloat16, a push
+/// changes the parameters exactly as an f32 push of the rounded gradient would, any gRPC
+/// client can read and write the format, and bad bfloat16 input is refused untouched.
+#[test]
+fn bf16_transfer_rounds_once_and_refuses_bad_input() {
+    use stagewise_ps::config::WireFloat;
+    use stagewise_ps::proto::FloatEncoding;
+    use stagewise_ps::transport::codec::{bf16_bits, decode_bf16_into, round_bf16};
+    use stagewise_ps::transport::grpc::BlockingGrpcClient;
+    use stagewise_ps::worker::PsClient;
+    let rt = rt();
+    let n = 1000;
+    let start = |initial: &Vec<f32>| {
+        let mut cfg = serve_config(n, 1000);
+        cfg.max_chunk_bytes = 1024;
+        cfg.max_message_bytes = 4096;
+        cfg.server.eval_every = None;
+        rt.block_on(start_server(cfg, Some(initial.clone()), None))
+            .unwrap()
+    };
+    // Values that bfloat16 cannot hold exactly, of many magnitudes.
+    let initial: Vec<f32> = (0..n)
+        .map(|i| (i as f32 * 0.7311 - 300.0) * 1.003f32.powi(i as i32 % 97))
+        .collect();
+    let grads: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.3) * 1e-3)
+        .collect();
+    assert!(grads.iter().any(|&g| round_bf16(g) != g));
+    let (a, b) = (start(&initial), start(&initial));
+    let wc = |h: &stagewise_ps::ServeHandle, wire: WireFloat| WorkerConfig {
+        max_chunk_bytes: 1024,
+        max_message_bytes: 4096,
+        grad_wire: wire,
+        param_wire: wire,
+        ..worker_config(vec![format!("http://{}", h.local_addr())], 0)
+    };
+    // Server a gets bfloat16 both ways; server b the rounded gradient as exact f32.
+    let mut ca = BlockingGrpcClient::connect(&wc(&a, WireFloat::Bf16)).unwrap();
+    let mut cb = BlockingGrpcClient::connect(&wc(&b, WireFloat::F32)).unwrap();
+    let mut params = vec![0.0f32; n];
+    ca.pull(&[0], &mut params).unwrap();
+    let rounded: Vec<f32> = initial.iter().map(|&x| round_bf16(x)).collect();
+    assert_eq!(params, rounded);
+    for step in 0..3u64 {
+        ca.push(&[step], &grads, Default::default()).unwrap();
+        let g: Vec<f32> = grads.iter().map(|&g| round_bf16(g)).collect();
+        cb.push(&[step], &g, Default::default()).unwrap();
+    }
+    assert_eq!(a.server().snapshot(), b.server().snapshot());
+    assert_ne!(a.server().snapshot().1, initial);
+    ca.pull(&[0], &mut params).unwrap();
+    let now = a.server().snapshot().1;
+    assert_eq!(
+        params,
+        now.iter().map(|&x| round_bf16(x)).collect::<Vec<_>>()
+    );
+    // A plain tonic client: bfloat16 chunks carry their encoding, 2 bytes per value, offsets in
+    // values; then bad input.
+    let server = a.server().clone();
+    let url = format!("http://{}", a.local_addr());
+    rt.block_on(async {
+        let mut s = stub(url, None).await;
+        let mut stream = s
+            .pull(PullRequest {
+                model_id: "model".into(),
+                encoding: FloatEncoding::Bf16 as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = vec![0.0f32; n];
+        let mut filled = 0;
+        while let Some(c) = stream.message().await.unwrap() {
+            assert_eq!(c.encoding, FloatEncoding::Bf16 as i32);
+            assert_eq!(c.offset as usize, filled);
+            assert_eq!(c.data.len(), 2 * (n - filled).min(512));
+            decode_bf16_into(&c.data, &mut got[filled..]);
+            filled += c.data.len() / 2;
+        }
+        assert_eq!(got, params);
+        let r = s
+            .pull(PullRequest {
+                model_id: "model".into(),
+                encoding: 7,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(r.err().map(|s| s.code()), Some(Code::InvalidArgument));
+        let bf16_header = |encoding: i32| {
+            let mut h = header("model", 3, n as u64);
+            if let Some(push_chunk::Kind::Header(h)) = &mut h.kind {
+                h.encoding = encoding;
+            }
+            h
+        };
+        let bf16_data = |xs: &[f32]| PushChunk {
+            kind: Some(push_chunk::Kind::Data(
+                xs.iter()
+                    .flat_map(|&x| bf16_bits(x).to_le_bytes())
+                    .collect(),
+            )),
+        };
+        let push = |chunks: Vec<PushChunk>| {
+            let mut c = s.clone();
+            async move {
+                c.push(tokio_stream::iter(chunks))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        };
+        let code = |r: Result<_, tonic::Status>| r.err().map(|s| s.code());
+        let bf16 = FloatEncoding::Bf16 as i32;
+        let mut nan = grads.clone();
+        nan[700] = f32::NAN;
+        // Finite in f32, beyond bfloat16's range: Inf on the wire.
+        let mut huge = grads.clone();
+        huge[3] = f32::MAX;
+        let odd = PushChunk {
+            kind: Some(push_chunk::Kind::Data(vec![0u8; 3].into())),
+        };
+        for (chunks, want) in [
+            (
+                vec![bf16_header(bf16), bf16_data(&nan)],
+                Code::InvalidArgument,
+            ),
+            (
+                vec![bf16_header(bf16), bf16_data(&huge)],
+                Code::InvalidArgument,
+            ),
+            (vec![bf16_header(bf16), odd], Code::InvalidArgument),
+            (
+                vec![bf16_header(9), bf16_data(&grads)],
+                Code::InvalidArgument,
+            ),
+            // The f32 byte count of the shard, sent as bfloat16: too long.
+            (
+                vec![
+                    bf16_header(bf16),
+                    bf16_data(&[grads.clone(), grads.clone()].concat()),
+                ],
+                Code::InvalidArgument,
+            ),
+            (
+                vec![bf16_header(bf16), bf16_data(&grads[..999])],
+                Code::Aborted,
+            ),
+        ] {
+            assert_eq!(code(push(chunks).await), Some(want));
+        }
+        assert_eq!(server.snapshot().1, now, "refused pushes change nothing");
+        // Uneven bfloat16 chunks from another client are applied like the library's.
+        let mut msgs = vec![bf16_header(bf16), bf16_data(&grads[..1])];
+        msgs.extend(grads[1..].chunks(333).map(bf16_data));
+        let reply = push(msgs).await.unwrap();
+        assert_eq!(reply.version, 4);
+    });
+    let g: Vec<f32> = grads.iter().map(|&g| round_bf16(g)).collect();
+    cb.push(&[3], &g, Default::default()).unwrap();
+    assert_eq!(a.server().snapshot(), b.server().snapshot());
+    let r = server.refusals();
+    assert_eq!((r.non_finite, r.malformed, r.aborted), (2, 3, 1), "{r:?}");
+    drop((ca, cb));
+    rt.block_on(a.shutdown()).unwrap();
+    rt.block_on(b.shutdown()).unwrap();
 }

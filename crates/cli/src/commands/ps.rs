@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use stagewise_ps::config::{
     AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, ServeConfig, ServerTlsConfig,
-    WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
+    WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
 };
 use stagewise_ps::Evaluator;
 use stagewise_train::asgd::{initial_params, ModelEvaluator, ModelWorker, StepClock};
@@ -217,6 +217,18 @@ pub struct WorkerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_chunk_bytes: Option<usize>,
+
+    /// How gradients travel: f32 (exact) or bf16 (half the bytes, rounded to nearest even;
+    /// the server widens them back and keeps f32 state) [default: f32].
+    #[arg(long, value_name = "f32|bf16")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grad_wire: Option<WireFloat>,
+
+    /// How parameters travel: f32 (exact) or bf16 (half the bytes; the gradient is computed
+    /// at the rounded parameters) [default: f32].
+    #[arg(long, value_name = "f32|bf16")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_wire: Option<WireFloat>,
 
     /// Write this worker's report (JSON) here.
     #[arg(long, value_name = "FILE")]
@@ -460,6 +472,8 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         max_chunk_bytes: args.max_chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES),
         max_message_bytes: args.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         connect_timeout_ms: args.connect_timeout_ms.unwrap_or(30_000),
+        grad_wire: args.grad_wire.unwrap_or_default(),
+        param_wire: args.param_wire.unwrap_or_default(),
     };
     if args.tls_domain.is_some() && args.tls_ca.is_none() {
         bail!("--tls-domain needs --tls-ca");
@@ -495,9 +509,18 @@ pub struct PsBenchArgs {
     /// Bytes per gRPC chunk (multiple of 4).
     #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
     chunk_bytes: usize,
-    /// Worker counts of the staleness sweep (in-process, simulated compute); empty: skip.
-    #[arg(long, default_value = "1,2,4,8,16", value_delimiter = ',')]
-    staleness_workers: Vec<usize>,
+    /// Wire formats of the gRPC rows, comma-separated (gradients and parameters alike).
+    #[arg(
+        long,
+        default_value = "f32,bf16",
+        value_delimiter = ',',
+        value_name = "f32|bf16"
+    )]
+    grpc_wire: Vec<WireFloat>,
+    /// Worker counts of the staleness sweep (in-process, simulated compute), comma-separated;
+    /// `none` skips it.
+    #[arg(long, default_value = "1,2,4,8,16")]
+    staleness_workers: String,
     /// Simulated compute time per gradient in the staleness sweep, µs.
     #[arg(long, default_value_t = 1000)]
     compute_us: u64,
@@ -517,9 +540,24 @@ pub fn bench(args: PsBenchArgs) -> anyhow::Result<()> {
             args.seconds
         );
     }
+    let staleness_workers = match args.staleness_workers.trim() {
+        "" | "none" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|w| w.trim().parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| {
+                format!(
+                    "--staleness-workers '{list}': give worker counts separated by commas, or none"
+                )
+            })?,
+    };
     let counts_ok = |v: &[usize]| v.iter().all(|&w| (1..=MAX_WORKERS).contains(&w));
-    if args.workers.is_empty() || !counts_ok(&args.workers) || !counts_ok(&args.staleness_workers) {
+    if args.workers.is_empty() || !counts_ok(&args.workers) || !counts_ok(&staleness_workers) {
         bail!("worker counts must be in 1 ..= {MAX_WORKERS}");
+    }
+    if args.grpc_wire.is_empty() {
+        bail!("--grpc-wire needs at least one of f32, bf16");
     }
     if args.chunk_bytes == 0 || !args.chunk_bytes.is_multiple_of(4) {
         bail!("--chunk-bytes must be a positive multiple of 4");
@@ -540,7 +578,8 @@ pub fn bench(args: PsBenchArgs) -> anyhow::Result<()> {
         in_process: !args.no_in_process,
         grpc: !args.no_grpc,
         chunk_bytes: args.chunk_bytes,
-        staleness_workers: args.staleness_workers,
+        grpc_wires: args.grpc_wire,
+        staleness_workers,
         staleness_compute_us: args.compute_us,
         tcp_bytes,
         ..Default::default()

@@ -83,6 +83,7 @@ fn stall_push(path: &str) -> Result<(), String> {
             loss: 0.0,
             accuracy: f64::NAN,
             batch_size: 1,
+            ..Default::default()
         };
         let half = vec![1.0f32; (info.shard_len as usize / 2).max(1)];
         tx.send(PushChunk {

@@ -14,9 +14,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use super::wire::{
-    bulk_message, from_le_in_place, grpc_headers, shared_le_bytes, small_message, BodyReader,
-    BufferPool, FrameBody, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD,
-    PUSH_PATH,
+    bulk_message, encoded, from_le_in_place, grpc_headers, shared_le_bytes, small_message,
+    BodyReader, BufferPool, FrameBody, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH,
+    PUSH_DATA_FIELD, PUSH_PATH,
 };
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, AddToken};
@@ -27,6 +27,7 @@ use crate::proto::parameter_server_client::ParameterServerClient;
 use crate::proto::{push_chunk, InfoRequest, ParamChunk, PullRequest, PushChunk, PushHeader};
 use crate::server::PushOutcome;
 use crate::shard::{check_cover, ShardRange};
+use crate::transport::codec::{decode_bf16_into, decode_into, WireFloat};
 use crate::worker::{worker_loop, PsClient, Pulled, WorkerLimits, WorkerReport};
 
 type Raw = InterceptedService<Channel, AddToken>;
@@ -37,6 +38,8 @@ struct ShardConn {
     /// tonic's generated client at connection time.
     raw: Raw,
     range: ShardRange,
+    /// Where bfloat16 parameter chunks land before they are widened.
+    scratch: Vec<u8>,
 }
 
 /// An async client for every shard of one model.
@@ -47,8 +50,14 @@ pub struct GrpcClient {
     worker_id: u32,
     chunk_bytes: usize,
     max_message: usize,
-    /// Gradients as little-endian bytes, reused from push to push.
-    staging: BufferPool,
+    /// How gradients are sent.
+    grad_wire: WireFloat,
+    /// How parameters are asked for.
+    param_wire: WireFloat,
+    /// Gradients as little-endian f32 bytes, reused from push to push.
+    staging: BufferPool<f32>,
+    /// Gradients as little-endian bfloat16 bytes, reused from push to push.
+    staging_bf16: BufferPool<u16>,
 }
 
 fn status(url: &str, s: tonic::Status) -> PsError {
@@ -130,6 +139,7 @@ impl GrpcClient {
                 url: url.clone(),
                 raw,
                 range,
+                scratch: Vec::new(),
             });
         }
         let total = total.unwrap_or(0);
@@ -143,7 +153,10 @@ impl GrpcClient {
             worker_id: config.worker_id,
             chunk_bytes: config.max_chunk_bytes,
             max_message: config.max_message_bytes,
+            grad_wire: config.grad_wire,
+            param_wire: config.param_wire,
             staging: BufferPool::new(2),
+            staging_bf16: BufferPool::new(2),
         })
     }
 
@@ -157,7 +170,7 @@ impl GrpcClient {
         self.shards.iter().map(|s| s.range).collect()
     }
 
-    /// Pulls every shard concurrently into `params`.
+    /// Pulls every shard concurrently into `params` (in `WorkerConfig::param_wire`).
     pub async fn pull(
         &mut self,
         min_versions: &[u64],
@@ -176,8 +189,15 @@ impl GrpcClient {
                 worker_id: self.worker_id,
                 min_version: min_versions.get(i).copied().unwrap_or(0),
                 wait_ms: 0,
+                encoding: self.param_wire.to_proto(),
             };
-            jobs.push(pull_shard(shard, req, mine, self.max_message));
+            jobs.push(pull_shard(
+                shard,
+                req,
+                mine,
+                self.max_message,
+                self.param_wire,
+            ));
         }
         let got = try_join_all(jobs).await?;
         Ok(Pulled {
@@ -186,7 +206,7 @@ impl GrpcClient {
         })
     }
 
-    /// Pushes each shard its slice of `grads` concurrently.
+    /// Pushes each shard its slice of `grads` concurrently (in `WorkerConfig::grad_wire`).
     pub async fn push(
         &mut self,
         versions: &[u64],
@@ -198,15 +218,16 @@ impl GrpcClient {
                 ConfigError::new("grads", "length differs from the model or shard count").into(),
             );
         }
-        // One copy of the gradient into a pooled little-endian buffer; the chunks are slices of
-        // it that HTTP/2 writes straight to the socket.
-        let staged = self.staging.bytes_of(grads);
+        // One pass over the gradient into a pooled little-endian buffer; the chunks are slices
+        // of it that HTTP/2 writes straight to the socket.
+        let staged = encoded(self.grad_wire, grads, &self.staging, &self.staging_bf16);
         self.push_bytes(versions, staged, stats).await
     }
 
     /// [`GrpcClient::push`] without copying the gradient first: the chunks sent are slices of
-    /// `grads` itself (on little-endian machines). The HTTP/2 layer drops its references once
-    /// the bytes are written, so `grads` is normally unshared again when this returns.
+    /// `grads` itself (on little-endian machines, with f32 on the wire; bfloat16 needs its
+    /// one conversion pass). The HTTP/2 layer drops its references once the bytes are
+    /// written, so `grads` is normally unshared again when this returns.
     pub async fn push_shared(
         &mut self,
         versions: &[u64],
@@ -218,11 +239,15 @@ impl GrpcClient {
                 ConfigError::new("grads", "length differs from the model or shard count").into(),
             );
         }
-        self.push_bytes(versions, shared_le_bytes(grads), stats)
-            .await
+        let staged = match self.grad_wire {
+            WireFloat::F32 => shared_le_bytes(grads),
+            WireFloat::Bf16 => self.staging_bf16.bf16_of(grads),
+        };
+        self.push_bytes(versions, staged, stats).await
     }
 
-    /// Pushes `staged` (the whole gradient as little-endian bytes) to every shard.
+    /// Pushes `staged` (the whole gradient as little-endian bytes in `grad_wire`) to every
+    /// shard.
     async fn push_bytes(
         &mut self,
         versions: &[u64],
@@ -230,6 +255,7 @@ impl GrpcClient {
         stats: BatchStats,
     ) -> Result<Vec<PushOutcome>, PsError> {
         let max_message = self.max_message;
+        let unit = self.grad_wire.bytes();
         let mut jobs = Vec::new();
         for (shard, &version) in self.shards.iter_mut().zip(versions) {
             let r = shard.range;
@@ -241,11 +267,12 @@ impl GrpcClient {
                 loss: stats.loss,
                 accuracy: stats.accuracy.unwrap_or(f64::NAN),
                 batch_size: stats.batch_size,
+                encoding: self.grad_wire.to_proto(),
             };
             let body = push_body(
                 header,
-                staged.slice(r.start * 4..r.end() * 4),
-                self.chunk_bytes,
+                staged.slice(r.start * unit..r.end() * unit),
+                (self.chunk_bytes / unit).max(1) * unit,
             );
             jobs.push(async move {
                 let reply = push_shard(&mut shard.raw, body, max_message)
@@ -258,10 +285,9 @@ impl GrpcClient {
     }
 }
 
-/// The frames of one push: the header message, then data messages of at most `chunk_bytes`
-/// floats' bytes, each a slice of `data`.
-fn push_body(header: PushHeader, data: Bytes, chunk_bytes: usize) -> FrameBody {
-    let step = (chunk_bytes / 4).max(1) * 4;
+/// The frames of one push: the header message, then data messages of `step` bytes (a whole
+/// number of values; the last may be shorter), each a slice of `data`.
+fn push_body(header: PushHeader, data: Bytes, step: usize) -> FrameBody {
     let mut frames = VecDeque::with_capacity(1 + 2 * data.len().div_ceil(step));
     frames.push_back(small_message(&PushChunk {
         kind: Some(push_chunk::Kind::Header(header)),
@@ -380,6 +406,7 @@ async fn pull_shard(
     req: PullRequest,
     out: &mut [f32],
     max_message: usize,
+    asked: WireFloat,
 ) -> Result<(u64, bool), PsError> {
     let url = shard.url.clone();
     let bad = |m: String| PsError::Transport(format!("{url}: malformed pull reply: {m}"));
@@ -405,12 +432,25 @@ async fn pull_shard(
         other => bad(other.status().message().to_string()),
     };
     while let Some(len) = r.message_len(max_message).await.map_err(wire)? {
-        // The floats land in place; the chunk's fields are checked right after.
-        let dst = &mut bytemuck::cast_slice_mut::<f32, u8>(out)[filled * 4..];
+        // f32 values land in place; bfloat16 ones (or whatever a server answered a bfloat16
+        // request with) in the shard's scratch buffer. The chunk's fields are checked right
+        // after.
+        let dst: &mut [u8] = match asked {
+            WireFloat::F32 => &mut bytemuck::cast_slice_mut::<f32, u8>(out)[filled * 4..],
+            WireFloat::Bf16 => {
+                shard.scratch.resize(((out.len() - filled) * 4).min(len), 0);
+                &mut shard.scratch
+            }
+        };
         let (meta, bytes) = r.message(len, PULL_DATA_FIELD, dst).await.map_err(wire)?;
         let chunk =
             ParamChunk::decode(&meta[..]).map_err(|e| bad(format!("undecodable chunk: {e}")))?;
         let bytes = bytes.unwrap_or(0);
+        let sent = WireFloat::from_proto(chunk.encoding).map_err(bad)?;
+        if asked == WireFloat::F32 && sent != WireFloat::F32 {
+            return Err(bad(format!("{sent} values for an f32 request")));
+        }
+        let unit = sent.bytes();
         if chunk.total_len != out.len() as u64 {
             return Err(bad(format!(
                 "total_len {} for a shard of {}",
@@ -421,14 +461,20 @@ async fn pull_shard(
         if *version.get_or_insert(chunk.version) != chunk.version {
             return Err(bad("version changed within one pull".into()));
         }
-        if chunk.offset != filled as u64 || bytes % 4 != 0 {
+        if chunk.offset != filled as u64 || bytes % unit != 0 || bytes / unit > out.len() - filled {
             return Err(bad(format!(
-                "chunk at offset {} of {bytes} bytes after {filled} floats",
-                chunk.offset
+                "chunk at offset {} of {bytes} bytes of {sent} after {filled} of {} values",
+                chunk.offset,
+                out.len()
             )));
         }
-        from_le_in_place(&mut out[filled..filled + bytes / 4]);
-        filled += bytes / 4;
+        let got = &mut out[filled..filled + bytes / unit];
+        match (asked, sent) {
+            (WireFloat::F32, _) => from_le_in_place(got),
+            (WireFloat::Bf16, WireFloat::F32) => decode_into(&shard.scratch[..bytes], got),
+            (WireFloat::Bf16, WireFloat::Bf16) => decode_bf16_into(&shard.scratch[..bytes], got),
+        }
+        filled += bytes / unit;
         finished |= chunk.finished;
     }
     trailer_status(&r).map_err(|s| status(&url, s))?;

@@ -21,8 +21,8 @@ use tonic::transport::{Identity, Server};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::wire::{
-    bulk_message, from_le_in_place, ok_response, small_message, BodyReader, BufferPool, VecPool,
-    WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD, PUSH_PATH,
+    bulk_message, encoded, from_le_in_place, ok_response, small_message, BodyReader, BufferPool,
+    VecPool, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD, PUSH_PATH,
 };
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, TokenCheck};
@@ -36,6 +36,7 @@ use crate::proto::{
 };
 use crate::server::{self, ParamServer, Push, PushOutcome};
 use crate::shard::ShardRange;
+use crate::transport::codec::{decode_bf16_into, WireFloat};
 
 /// Gradient buffers and parameter snapshots kept for reuse (one per concurrent transfer).
 const POOLED_BUFFERS: usize = 8;
@@ -101,17 +102,29 @@ impl ParameterServer for PsService {
 
 /// Pull and Push at the HTTP/2 level ([`super::wire`]): floats go from the HTTP/2 frames
 /// straight into a pooled gradient buffer, and out of a pooled little-endian snapshot of the
-/// parameters without further copies.
+/// parameters without further copies. bfloat16 pushes land in a scratch buffer and are
+/// widened into the gradient buffer chunk by chunk; bfloat16 pulls get their own snapshot.
 struct Bulk {
     server: Arc<ParamServer>,
     chunk_bytes: usize,
     max_message: usize,
     /// Gradient buffers of pushes being received.
     grads: VecPool,
-    /// Snapshots of the parameters as little-endian bytes.
-    snapshots: BufferPool,
-    /// The snapshot of the last pulled version, shared by every puller of that version.
-    current: Mutex<Option<(u64, Bytes)>>,
+    /// Snapshots of the parameters as little-endian f32 bytes.
+    snapshots: BufferPool<f32>,
+    /// Snapshots of the parameters as little-endian bfloat16 bytes.
+    snapshots_bf16: BufferPool<u16>,
+    /// Per encoding (f32, bf16): the snapshot of the last pulled version, shared by every
+    /// puller of that version.
+    current: Mutex<[Option<(u64, Bytes)>; 2]>,
+}
+
+/// The slot of `encoding` in [`Bulk::current`].
+fn slot(encoding: WireFloat) -> usize {
+    match encoding {
+        WireFloat::F32 => 0,
+        WireFloat::Bf16 => 1,
+    }
 }
 
 impl Bulk {
@@ -157,6 +170,8 @@ impl Bulk {
         self.server
             .check_model(&header.model_id)
             .map_err(push_status)?;
+        let encoding = WireFloat::from_proto(header.encoding)
+            .map_err(|m| malformed(format!("push header: {m}")))?;
         let len = self.server.shard().len;
         if header.total_len != len as u64 {
             self.server.count_refusal(|r| r.wrong_length += 1);
@@ -169,7 +184,7 @@ impl Bulk {
             ));
         }
         let mut grads = self.grads.take(len);
-        let received = self.receive(&mut r, &mut grads, len).await;
+        let received = self.receive(&mut r, &mut grads, encoding).await;
         let filled = match received {
             Ok(filled) => filled,
             Err(e) => {
@@ -222,13 +237,18 @@ impl Bulk {
         })
     }
 
-    /// Reads the data messages of a push into `grads`; returns the floats received.
+    /// Reads the data messages of a push, values in `encoding`, into `grads`; returns the
+    /// values received.
     async fn receive(
         &self,
         r: &mut BodyReader<Body>,
         grads: &mut [f32],
-        len: usize,
+        encoding: WireFloat,
     ) -> Result<usize, Received> {
+        let len = grads.len();
+        let unit = encoding.bytes();
+        // bfloat16 chunks land here and are widened into `grads`.
+        let mut scratch: Vec<u8> = Vec::new();
         let mut filled = 0usize;
         loop {
             let n = match r.message_len(self.max_message).await {
@@ -236,23 +256,32 @@ impl Bulk {
                 Ok(None) => return Ok(filled),
                 Err(e) => return Err(Received::Wire(e, filled)),
             };
-            let dst = &mut bytemuck::cast_slice_mut::<f32, u8>(grads)[filled * 4..];
+            let dst: &mut [u8] = match encoding {
+                WireFloat::F32 => &mut bytemuck::cast_slice_mut::<f32, u8>(grads)[filled * 4..],
+                WireFloat::Bf16 => {
+                    scratch.resize(((len - filled) * unit).min(n), 0);
+                    &mut scratch
+                }
+            };
             match r.message(n, PUSH_DATA_FIELD, dst).await {
                 Ok((meta, Some(bytes))) if meta.is_empty() || is_data_only(&meta) => {
-                    if bytes % 4 != 0 {
+                    if bytes % unit != 0 {
                         return Err(Received::Malformed(format!(
-                            "data chunk of {bytes} bytes after {filled} floats does not fit a shard of {len} floats"
+                            "data chunk of {bytes} bytes after {filled} values is not a whole number of {encoding} values"
                         )));
                     }
-                    let got = &mut grads[filled..filled + bytes / 4];
-                    from_le_in_place(got);
+                    let got = &mut grads[filled..filled + bytes / unit];
+                    match encoding {
+                        WireFloat::F32 => from_le_in_place(got),
+                        WireFloat::Bf16 => decode_bf16_into(&scratch[..bytes], got),
+                    }
                     // Checked now, while in cache, rather than in one more pass at the end.
                     if !all_finite(got) {
                         self.server
                             .check_finite_at(got, filled)
                             .map_err(Received::Refused)?;
                     }
-                    filled += bytes / 4;
+                    filled += bytes / unit;
                 }
                 Ok(_) => {
                     return Err(Received::Malformed(
@@ -261,7 +290,7 @@ impl Bulk {
                 }
                 Err(WireError::DoesNotFit { len: bytes }) => {
                     return Err(Received::Malformed(format!(
-                        "data chunk of {bytes} bytes after {filled} floats does not fit a shard of {len} floats"
+                        "data chunk of {bytes} bytes after {filled} values does not fit a shard of {len} {encoding} values"
                     )))
                 }
                 Err(e) => return Err(Received::Wire(e, filled)),
@@ -287,6 +316,8 @@ impl Bulk {
         self.server
             .check_model(&req.model_id)
             .map_err(push_status)?;
+        let encoding = WireFloat::from_proto(req.encoding)
+            .map_err(|m| Status::invalid_argument(format!("pull request: {m}")))?;
         let server = Arc::clone(&self.server);
         let pull = server::PullRequest {
             worker_id: req.worker_id,
@@ -295,13 +326,16 @@ impl Bulk {
         };
         let this = Arc::clone(&self);
         let (info, bytes) = tokio::task::spawn_blocking(move || {
-            server.pull_with(pull, |version, params| this.snapshot(version, params))
+            server.pull_with(pull, |version, params| {
+                this.snapshot(version, params, encoding)
+            })
         })
         .await
         .map_err(|e| Status::internal(format!("pull task failed: {e}")))?
         .map_err(ps_status)?;
-        let total = (bytes.len() / 4) as u64;
-        let step = self.chunk_bytes.max(4);
+        let unit = encoding.bytes();
+        let total = (bytes.len() / unit) as u64;
+        let step = (self.chunk_bytes / unit).max(1) * unit;
         let n_chunks = bytes.len().div_ceil(step).max(1);
         let mut frames = VecDeque::with_capacity(2 * n_chunks + 1);
         for i in 0..n_chunks {
@@ -310,8 +344,9 @@ impl Bulk {
             let mut head = Vec::with_capacity(32);
             let mut tail = Vec::new();
             put_u64_field(1, info.version, &mut head);
-            put_u64_field(2, (lo / 4) as u64, &mut head);
+            put_u64_field(2, (lo / unit) as u64, &mut head);
             put_u64_field(3, total, &mut head);
+            put_u64_field(6, encoding.to_proto() as u64, &mut head);
             if info.finished {
                 put_u64_field(5, 1, &mut tail);
             }
@@ -326,19 +361,20 @@ impl Bulk {
         Ok(frames)
     }
 
-    /// The parameters of `version` as little-endian bytes: the shared snapshot when it is of
-    /// this version, else a new one (one copy, into a pooled buffer). Called under the
-    /// server's lock.
-    fn snapshot(&self, version: u64, params: &[f32]) -> Bytes {
-        let mut c = self.current.lock().unwrap_or_else(|e| e.into_inner());
+    /// The parameters of `version` in `encoding` as little-endian bytes: the shared snapshot
+    /// when it is of this version, else a new one (one pass, into a pooled buffer). Called
+    /// under the server's lock.
+    fn snapshot(&self, version: u64, params: &[f32], encoding: WireFloat) -> Bytes {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let c = &mut current[slot(encoding)];
         if let Some((v, b)) = &*c {
-            if *v == version && b.len() == params.len() * 4 {
+            if *v == version && b.len() == params.len() * encoding.bytes() {
                 return b.clone();
             }
         }
         // Release the old snapshot first, so that its buffer can be reused.
         *c = None;
-        let b = self.snapshots.bytes_of(params);
+        let b = encoded(encoding, params, &self.snapshots, &self.snapshots_bf16);
         *c = Some((version, b.clone()));
         b
     }
@@ -535,7 +571,8 @@ pub async fn start(
             max_message: config.max_message_bytes,
             grads: VecPool::new(POOLED_BUFFERS),
             snapshots: BufferPool::new(POOLED_BUFFERS),
-            current: Mutex::new(None),
+            snapshots_bf16: BufferPool::new(POOLED_BUFFERS),
+            current: Mutex::new([None, None]),
         }),
     };
     let service = InterceptedService::new(service, TokenCheck::new(token, Arc::clone(&server)));

@@ -29,6 +29,8 @@ use prost::Message;
 use tonic::codegen::http::{self, header, HeaderMap, HeaderValue};
 use tonic::Status;
 
+use crate::transport::codec::WireFloat;
+
 /// Path of the `Push` RPC.
 pub(crate) const PUSH_PATH: &str = "/stagewise.ps.v1.ParameterServer/Push";
 /// Path of the `Pull` RPC.
@@ -382,36 +384,36 @@ fn copy_le(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// Keeps an `Arc<Vec<f32>>` alive for as long as a `Bytes` made from it.
-struct LeFloats(Arc<Vec<f32>>);
+/// Keeps an `Arc<Vec<T>>` of little-endian values alive for as long as a `Bytes` made from it.
+struct LeValues<T>(Arc<Vec<T>>);
 
-/// The floats of `xs` as little-endian [`Bytes`] sharing `xs`'s memory (little-endian
-/// machines), or a converted copy (big-endian ones).
-pub(crate) fn shared_le_bytes(xs: &Arc<Vec<f32>>) -> Bytes {
-    if cfg!(target_endian = "little") {
-        Bytes::from_owner(LeFloats(Arc::clone(xs)))
-    } else {
-        let mut v = vec![0.0f32; xs.len()];
-        copy_le(xs, &mut v);
-        Bytes::from_owner(LeFloats(Arc::new(v)))
-    }
-}
-
-impl AsRef<[u8]> for LeFloats {
+impl<T: bytemuck::Pod> AsRef<[u8]> for LeValues<T> {
     fn as_ref(&self) -> &[u8] {
         bytemuck::cast_slice(&self.0)
     }
 }
 
-/// Reusable float buffers handed out as [`Bytes`] of little-endian floats without a copy: a
-/// buffer is reused once every `Bytes` made from it has been dropped, so steady-state
-/// transfers allocate (and page-fault) nothing.
-pub(crate) struct BufferPool {
-    bufs: Mutex<Vec<Arc<Vec<f32>>>>,
+/// The floats of `xs` as little-endian [`Bytes`] sharing `xs`'s memory (little-endian
+/// machines), or a converted copy (big-endian ones).
+pub(crate) fn shared_le_bytes(xs: &Arc<Vec<f32>>) -> Bytes {
+    if cfg!(target_endian = "little") {
+        Bytes::from_owner(LeValues(Arc::clone(xs)))
+    } else {
+        let mut v = vec![0.0f32; xs.len()];
+        copy_le(xs, &mut v);
+        Bytes::from_owner(LeValues(Arc::new(v)))
+    }
+}
+
+/// Reusable buffers of little-endian values (`f32`, or `u16` for bfloat16) handed out as
+/// [`Bytes`] without a copy: a buffer is reused once every `Bytes` made from it has been
+/// dropped, so steady-state transfers allocate (and page-fault) nothing.
+pub(crate) struct BufferPool<T = f32> {
+    bufs: Mutex<Vec<Arc<Vec<T>>>>,
     keep: usize,
 }
 
-impl BufferPool {
+impl<T: bytemuck::Pod + Send + Sync> BufferPool<T> {
     /// A pool that keeps at most `keep` buffers.
     pub(crate) fn new(keep: usize) -> Self {
         Self {
@@ -420,23 +422,53 @@ impl BufferPool {
         }
     }
 
-    /// `src` as little-endian bytes (one copy, into a free pooled buffer when there is one).
-    pub(crate) fn bytes_of(&self, src: &[f32]) -> Bytes {
+    /// A buffer of `len` values written by `fill` (which must leave little-endian values), as
+    /// bytes: a free pooled buffer when there is one, else a new one.
+    pub(crate) fn filled(&self, len: usize, fill: impl FnOnce(&mut [T])) -> Bytes {
         let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        bufs.retain(|b| b.len() == src.len());
+        bufs.retain(|b| b.len() == len);
         for a in bufs.iter_mut() {
             if let Some(v) = Arc::get_mut(a) {
-                copy_le(src, v);
-                return Bytes::from_owner(LeFloats(Arc::clone(a)));
+                fill(v);
+                return Bytes::from_owner(LeValues(Arc::clone(a)));
             }
         }
-        let mut v = vec![0.0f32; src.len()];
-        copy_le(src, &mut v);
+        let mut v = vec![T::zeroed(); len];
+        fill(&mut v);
         let a = Arc::new(v);
         if bufs.len() < self.keep {
             bufs.push(Arc::clone(&a));
         }
-        Bytes::from_owner(LeFloats(a))
+        Bytes::from_owner(LeValues(a))
+    }
+}
+
+impl BufferPool<f32> {
+    /// `src` as little-endian f32 bytes (one copy).
+    pub(crate) fn bytes_of(&self, src: &[f32]) -> Bytes {
+        self.filled(src.len(), |v| copy_le(src, v))
+    }
+}
+
+impl BufferPool<u16> {
+    /// `src` rounded to bfloat16, as little-endian bytes (one pass).
+    pub(crate) fn bf16_of(&self, src: &[f32]) -> Bytes {
+        self.filled(src.len(), |v| {
+            crate::transport::codec::encode_bf16_into(src, v)
+        })
+    }
+}
+
+/// `src` in `encoding`, from the f32 pool or the bfloat16 one.
+pub(crate) fn encoded(
+    encoding: WireFloat,
+    src: &[f32],
+    f32s: &BufferPool<f32>,
+    bf16s: &BufferPool<u16>,
+) -> Bytes {
+    match encoding {
+        WireFloat::F32 => f32s.bytes_of(src),
+        WireFloat::Bf16 => bf16s.bf16_of(src),
     }
 }
 
@@ -603,5 +635,8 @@ mod tests {
         let c = pool.bytes_of(&[5.0, 6.0]);
         assert_eq!(c.as_ptr(), p);
         assert_eq!(&c[4..], &6.0f32.to_le_bytes());
+        let halves = BufferPool::<u16>::new(1);
+        let h = encoded(WireFloat::Bf16, &[1.0, -2.0], &pool, &halves);
+        assert_eq!(&h[..], &[0x80, 0x3f, 0x00, 0xc0]);
     }
 }
