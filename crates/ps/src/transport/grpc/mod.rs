@@ -2,11 +2,12 @@
 //! other machines (`stagewise ps serve`, `stagewise ps worker`).
 //!
 //! The protocol is `proto/stagewise_ps.proto`. Parameters and gradients travel as
-//! little-endian f32 bytes in chunks of at most `max_chunk_bytes` (default 1 MiB) inside
-//! messages of at most `max_message_bytes` (default 4 MiB, tonic's default decoding limit;
-//! a bigger message is refused with OUT_OF_RANGE). A pull is a server stream, a push a client
-//! stream applied only once it ended cleanly with exactly the shard's length: a worker that
-//! dies mid-push changes nothing. HTTP/2 flow-control windows are raised to
+//! little-endian f32 bytes (or bfloat16, half the bytes, when a worker asks for it per call:
+//! `WorkerConfig::grad_wire` / `param_wire`) in chunks of at most `max_chunk_bytes` (default
+//! 1 MiB) inside messages of at most `max_message_bytes` (default 4 MiB, tonic's default
+//! decoding limit; a bigger message is refused with OUT_OF_RANGE). A pull is a server stream,
+//! a push a client stream applied only once it ended cleanly with exactly the shard's length:
+//! a worker that dies mid-push changes nothing. HTTP/2 flow-control windows are raised to
 //! [`STREAM_WINDOW`] / [`CONNECTION_WINDOW`] so one stream can fill a fast link.
 //!
 //! `Info` goes through tonic's generated code; `Pull` and `Push`, which carry the floats, are
