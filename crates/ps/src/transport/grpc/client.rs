@@ -14,9 +14,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use super::wire::{
-    bulk_message, encoded, from_le_in_place, grpc_headers, shared_le_bytes, small_message,
-    BodyReader, BufferPool, FrameBody, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH,
-    PUSH_DATA_FIELD, PUSH_PATH,
+    bulk_message, from_le_in_place, grpc_headers, shared_le_bytes, small_message, BodyReader,
+    FrameBody, WireError, WirePools, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD,
+    PUSH_PATH,
 };
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, AddToken};
@@ -54,10 +54,8 @@ pub struct GrpcClient {
     grad_wire: WireFloat,
     /// How parameters are asked for.
     param_wire: WireFloat,
-    /// Gradients as little-endian f32 bytes, reused from push to push.
-    staging: BufferPool<f32>,
-    /// Gradients as little-endian bfloat16 bytes, reused from push to push.
-    staging_bf16: BufferPool<u16>,
+    /// Gradients encoded for the wire, buffers reused from push to push.
+    staging: WirePools,
 }
 
 fn status(url: &str, s: tonic::Status) -> PsError {
@@ -155,8 +153,7 @@ impl GrpcClient {
             max_message: config.max_message_bytes,
             grad_wire: config.grad_wire,
             param_wire: config.param_wire,
-            staging: BufferPool::new(2),
-            staging_bf16: BufferPool::new(2),
+            staging: WirePools::new(2),
         })
     }
 
@@ -220,7 +217,7 @@ impl GrpcClient {
         }
         // One pass over the gradient into a pooled little-endian buffer; the chunks are slices
         // of it that HTTP/2 writes straight to the socket.
-        let staged = encoded(self.grad_wire, grads, &self.staging, &self.staging_bf16);
+        let staged = self.staging.encode(self.grad_wire, grads);
         self.push_bytes(versions, staged, stats).await
     }
 
@@ -241,7 +238,7 @@ impl GrpcClient {
         }
         let staged = match self.grad_wire {
             WireFloat::F32 => shared_le_bytes(grads),
-            WireFloat::Bf16 => self.staging_bf16.bf16_of(grads),
+            wire => self.staging.encode(wire, grads),
         };
         self.push_bytes(versions, staged, stats).await
     }

@@ -21,8 +21,8 @@ use tonic::transport::{Identity, Server};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::wire::{
-    bulk_message, encoded, from_le_in_place, ok_response, small_message, BodyReader, BufferPool,
-    VecPool, WireError, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD, PUSH_PATH,
+    bulk_message, from_le_in_place, ok_response, small_message, BodyReader, VecPool, WireError,
+    WirePools, NO_BULK_FIELD, PULL_DATA_FIELD, PULL_PATH, PUSH_DATA_FIELD, PUSH_PATH,
 };
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, TokenCheck};
@@ -110,10 +110,8 @@ struct Bulk {
     max_message: usize,
     /// Gradient buffers of pushes being received.
     grads: VecPool,
-    /// Snapshots of the parameters as little-endian f32 bytes.
-    snapshots: BufferPool<f32>,
-    /// Snapshots of the parameters as little-endian bfloat16 bytes.
-    snapshots_bf16: BufferPool<u16>,
+    /// Snapshots of the parameters in each wire format.
+    snapshots: WirePools,
     /// Per encoding (f32, bf16): the snapshot of the last pulled version, shared by every
     /// puller of that version.
     current: Mutex<[Option<(u64, Bytes)>; 2]>,
@@ -374,7 +372,7 @@ impl Bulk {
         }
         // Release the old snapshot first, so that its buffer can be reused.
         *c = None;
-        let b = encoded(encoding, params, &self.snapshots, &self.snapshots_bf16);
+        let b = self.snapshots.encode(encoding, params);
         *c = Some((version, b.clone()));
         b
     }
@@ -570,8 +568,7 @@ pub async fn start(
             chunk_bytes: config.max_chunk_bytes,
             max_message: config.max_message_bytes,
             grads: VecPool::new(POOLED_BUFFERS),
-            snapshots: BufferPool::new(POOLED_BUFFERS),
-            snapshots_bf16: BufferPool::new(POOLED_BUFFERS),
+            snapshots: WirePools::new(POOLED_BUFFERS),
             current: Mutex::new([None, None]),
         }),
     };

@@ -443,32 +443,31 @@ impl<T: bytemuck::Pod + Send + Sync> BufferPool<T> {
     }
 }
 
-impl BufferPool<f32> {
-    /// `src` as little-endian f32 bytes (one copy).
-    pub(crate) fn bytes_of(&self, src: &[f32]) -> Bytes {
-        self.filled(src.len(), |v| copy_le(src, v))
-    }
+/// Pooled buffers for both wire formats: floats encoded for sending without an allocation
+/// per transfer.
+pub(crate) struct WirePools {
+    f32s: BufferPool<f32>,
+    bf16s: BufferPool<u16>,
 }
 
-impl BufferPool<u16> {
-    /// `src` rounded to bfloat16, as little-endian bytes (one pass).
-    pub(crate) fn bf16_of(&self, src: &[f32]) -> Bytes {
-        self.filled(src.len(), |v| {
-            crate::transport::codec::encode_bf16_into(src, v)
-        })
+impl WirePools {
+    /// Pools that keep at most `keep` buffers of each format.
+    pub(crate) fn new(keep: usize) -> Self {
+        Self {
+            f32s: BufferPool::new(keep),
+            bf16s: BufferPool::new(keep),
+        }
     }
-}
 
-/// `src` in `encoding`, from the f32 pool or the bfloat16 one.
-pub(crate) fn encoded(
-    encoding: WireFloat,
-    src: &[f32],
-    f32s: &BufferPool<f32>,
-    bf16s: &BufferPool<u16>,
-) -> Bytes {
-    match encoding {
-        WireFloat::F32 => f32s.bytes_of(src),
-        WireFloat::Bf16 => bf16s.bf16_of(src),
+    /// `src` in `wire` as little-endian bytes: one pass, into a free pooled buffer when there
+    /// is one.
+    pub(crate) fn encode(&self, wire: WireFloat, src: &[f32]) -> Bytes {
+        match wire {
+            WireFloat::F32 => self.f32s.filled(src.len(), |v| copy_le(src, v)),
+            WireFloat::Bf16 => self.bf16s.filled(src.len(), |v| {
+                crate::transport::codec::encode_bf16_into(src, v)
+            }),
+        }
     }
 }
 
@@ -625,18 +624,17 @@ mod tests {
 
     #[test]
     fn pooled_buffers_are_reused_once_released() {
-        let pool = BufferPool::new(2);
-        let a = pool.bytes_of(&[1.0, 2.0]);
+        let pools = WirePools::new(2);
+        let a = pools.encode(WireFloat::F32, &[1.0, 2.0]);
         let p = a.as_ptr();
         assert_eq!(&a[..4], &1.0f32.to_le_bytes());
-        let b = pool.bytes_of(&[3.0, 4.0]);
+        let b = pools.encode(WireFloat::F32, &[3.0, 4.0]);
         assert_ne!(b.as_ptr(), p, "a buffer in use is not handed out twice");
         drop(a);
-        let c = pool.bytes_of(&[5.0, 6.0]);
+        let c = pools.encode(WireFloat::F32, &[5.0, 6.0]);
         assert_eq!(c.as_ptr(), p);
         assert_eq!(&c[4..], &6.0f32.to_le_bytes());
-        let halves = BufferPool::<u16>::new(1);
-        let h = encoded(WireFloat::Bf16, &[1.0, -2.0], &pool, &halves);
+        let h = pools.encode(WireFloat::Bf16, &[1.0, -2.0]);
         assert_eq!(&h[..], &[0x80, 0x3f, 0x00, 0xc0]);
     }
 }
