@@ -129,6 +129,22 @@ async fn stub(url: String, token: Option<&str>) -> Stub {
     ParameterServerClient::with_interceptor(ch, AddToken::new(token).unwrap())
 }
 
+/// Sends `chunks` as one push over a clone of `stub`.
+async fn push_with(
+    stub: &Stub,
+    chunks: Vec<PushChunk>,
+) -> Result<stagewise_ps::proto::PushReply, tonic::Status> {
+    let mut c = stub.clone();
+    c.push(tokio_stream::iter(chunks))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The status code of a call that failed (`None` when it succeeded).
+fn code<T>(r: Result<T, tonic::Status>) -> Option<Code> {
+    r.err().map(|s| s.code())
+}
+
 fn header(model: &str, version: u64, len: u64) -> PushChunk {
     PushChunk {
         kind: Some(push_chunk::Kind::Header(PushHeader {
@@ -167,15 +183,7 @@ fn bad_input_and_missing_token_get_clear_statuses() {
     let before = server.snapshot();
     rt.block_on(async {
         let good = stub(url.clone(), Some("let-me-in")).await;
-        let push = |chunks: Vec<PushChunk>| {
-            let mut c = good.clone();
-            async move {
-                c.push(tokio_stream::iter(chunks))
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        };
-        let code = |r: Result<_, tonic::Status>| r.err().map(|s| s.code());
+        let push = |chunks: Vec<PushChunk>| push_with(&good, chunks);
         assert_eq!(
             code(push(vec![header("model", 0, 3), data(&[1.0; 3])]).await),
             Some(Code::InvalidArgument)
@@ -531,15 +539,7 @@ fn bf16_transfer_rounds_once_and_refuses_bad_input() {
                     .collect(),
             )),
         };
-        let push = |chunks: Vec<PushChunk>| {
-            let mut c = s.clone();
-            async move {
-                c.push(tokio_stream::iter(chunks))
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        };
-        let code = |r: Result<_, tonic::Status>| r.err().map(|s| s.code());
+        let push = |chunks: Vec<PushChunk>| push_with(&s, chunks);
         let bf16 = FloatEncoding::Bf16 as i32;
         let mut nan = grads.clone();
         nan[700] = f32::NAN;
