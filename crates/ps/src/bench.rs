@@ -691,7 +691,9 @@ mod tests {
         assert!(r.rows.iter().all(|x| x.pushes > 0), "{r:?}");
         let bf16 = &r.rows[2];
         assert_eq!(bf16.mode, "grpc-bf16");
-        assert_eq!(bf16.push_bytes_per_s, bf16.pushes_per_s * 20_000.0);
+        // 2 bytes per value on the wire, 10,000 values per push.
+        let bytes_per_push = bf16.push_bytes_per_s / bf16.pushes_per_s;
+        assert!((bytes_per_push - 20_000.0).abs() < 1e-6, "{bytes_per_push}");
         if cfg!(unix) {
             assert!(
                 r.rows.iter().all(|x| x.cpu_cores.is_some_and(|c| c > 0.0)),
