@@ -126,9 +126,9 @@ pub struct BenchReport {
     #[serde(default)]
     pub iperf3_runs: Vec<f64>,
     /// CPU of each `iperf3` measurement, client plus server, in cores (from its
-    /// `cpu_utilization_percent`).
+    /// `cpu_utilization_percent`; `None` when it did not report it).
     #[serde(default)]
-    pub iperf3_cpu_cores: Vec<f64>,
+    pub iperf3_cpu_cores: Vec<Option<f64>>,
     /// Why there is no `iperf3` number, when there is none.
     #[serde(default)]
     pub iperf3_note: Option<String>,
@@ -147,14 +147,46 @@ fn server_config() -> ServerConfig {
     }
 }
 
+/// What a [`Stopwatch`] read: wall seconds and the CPU used over them.
+struct Window {
+    secs: f64,
+    cpu_cores: Option<f64>,
+}
+
+/// Wall time and this process's CPU time (every thread), from one start.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: process_cpu_seconds(),
+        }
+    }
+
+    fn read(&self) -> Window {
+        let secs = self.wall.elapsed().as_secs_f64();
+        let cpu_cores = self
+            .cpu
+            .zip(process_cpu_seconds())
+            .map(|(before, now)| (now - before) / secs);
+        Window { secs, cpu_cores }
+    }
+}
+
 fn row(
     mode: &str,
     p: usize,
     w: usize,
-    (pushes, secs): (u64, f64),
+    pushes: u64,
+    window: Window,
     tau: f64,
     wire: WireFloat,
 ) -> BenchRow {
+    let Window { secs, cpu_cores } = window;
     let bytes = (p * wire.bytes()) as f64;
     BenchRow {
         mode: mode.into(),
@@ -166,7 +198,7 @@ fn row(
         push_bytes_per_s: pushes as f64 * bytes / secs,
         wire_bytes_per_s: 2.0 * pushes as f64 * bytes / secs,
         mean_staleness: tau,
-        cpu_cores: None,
+        cpu_cores,
     }
 }
 
@@ -188,11 +220,6 @@ fn process_cpu_seconds() -> Option<f64> {
     }
 }
 
-/// CPU cores used between `before` (from [`process_cpu_seconds`]) and now, over `secs`.
-fn cores_since(before: Option<f64>, secs: f64) -> Option<f64> {
-    Some((process_cpu_seconds()? - before?) / secs)
-}
-
 /// In-process: W threads pulling and pushing a fixed gradient for `seconds`.
 pub fn in_process(
     p: usize,
@@ -208,8 +235,7 @@ pub fn in_process(
     )?);
     let grad = FixedGradient::new(p, 1);
     let stop = AtomicBool::new(false);
-    let start = Instant::now();
-    let cpu = process_cpu_seconds();
+    let clock = Stopwatch::start();
     std::thread::scope(|s| {
         for id in 0..w {
             let (server, grad, stop) = (&server, &grad, &stop);
@@ -241,20 +267,17 @@ pub fn in_process(
         std::thread::sleep(Duration::from_secs_f64(seconds));
         stop.store(true, Ordering::Relaxed);
     });
-    let secs = start.elapsed().as_secs_f64();
-    let cores = cores_since(cpu, secs);
+    let window = clock.read();
     let s = server.summary();
-    Ok(BenchRow {
-        cpu_cores: cores,
-        ..row(
-            "in-process",
-            p,
-            w,
-            (server.version(), secs),
-            s.mean_staleness,
-            WireFloat::F32,
-        )
-    })
+    Ok(row(
+        "in-process",
+        p,
+        w,
+        server.version(),
+        window,
+        s.mean_staleness,
+        WireFloat::F32,
+    ))
 }
 
 /// Over gRPC on 127.0.0.1: a server in this process, W worker threads with their own
@@ -284,8 +307,7 @@ pub fn grpc(
     let url = format!("http://{}", handle.local_addr());
     let grad = FixedGradient::new(p, 1);
     let stop = AtomicBool::new(false);
-    let mut start = Instant::now();
-    let mut cpu = None;
+    let mut clock = Stopwatch::start();
     let results: Vec<Result<(), PsError>> = std::thread::scope(|s| {
         let mut clients = Vec::new();
         for id in 0..w {
@@ -300,8 +322,7 @@ pub fn grpc(
             };
             clients.push(BlockingGrpcClient::connect(&wc));
         }
-        start = Instant::now();
-        cpu = process_cpu_seconds();
+        clock = Stopwatch::start();
         let handles: Vec<_> = clients
             .into_iter()
             .map(|c| {
@@ -330,8 +351,7 @@ pub fn grpc(
             })
             .collect()
     });
-    let secs = start.elapsed().as_secs_f64();
-    let cores = cores_since(cpu, secs);
+    let window = clock.read();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let server = Arc::clone(handle.server());
     let summary = rt.block_on(handle.shutdown())?;
@@ -339,17 +359,15 @@ pub fn grpc(
         WireFloat::F32 => "grpc".to_string(),
         other => format!("grpc-{other}"),
     };
-    Ok(BenchRow {
-        cpu_cores: cores,
-        ..row(
-            &mode,
-            p,
-            w,
-            (server.version(), secs),
-            summary.mean_staleness,
-            wire,
-        )
-    })
+    Ok(row(
+        &mode,
+        p,
+        w,
+        server.version(),
+        window,
+        summary.mean_staleness,
+        wire,
+    ))
 }
 
 /// Raw TCP over 127.0.0.1: one sender, one receiver, `bytes` in 1 MiB writes; bytes/s.
@@ -489,9 +507,7 @@ fn references(config: &BenchConfig, report: &mut BenchReport) -> Result<(), PsEr
             match iperf3_loopback(config.iperf3_seconds, block) {
                 Ok(r) => {
                     report.iperf3_runs.push(r.bytes_per_s);
-                    report
-                        .iperf3_cpu_cores
-                        .push(r.cpu_cores.unwrap_or(f64::NAN));
+                    report.iperf3_cpu_cores.push(r.cpu_cores);
                 }
                 Err(note) => {
                     tracing::warn!(%note, "no iperf3 reference");
@@ -581,14 +597,13 @@ pub fn table(report: &BenchReport) -> String {
         .iperf3_runs
         .iter()
         .zip(&report.iperf3_cpu_cores)
-        .filter(|(_, c)| c.is_finite() && **c > 0.0)
-        .map(|(b, c)| b / c)
+        .filter_map(|(b, c)| c.filter(|c| *c > 0.0).map(|c| b / c))
         .collect();
     if !iperf3_per_core.is_empty() {
         let cores: Vec<String> = report
             .iperf3_cpu_cores
             .iter()
-            .map(|c| format!("{c:.2}"))
+            .map(|c| c.map_or_else(|| "-".into(), |c| format!("{c:.2}")))
             .collect();
         out.push_str(&format!(
             "iperf3 CPU, client + server: {} cores; best {:.2} GB per CPU-second\n",
