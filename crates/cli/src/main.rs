@@ -2,6 +2,12 @@
 
 mod commands;
 
+/// mimalloc instead of the system allocator: a training step frees and allocates the same
+/// tensor sizes every step, and mimalloc hands the freed pages back without faulting them in
+/// again (measured in `bench train`, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Stage-wise scheduled quasi-hyperbolic momentum: plans, optimizer traces, training and

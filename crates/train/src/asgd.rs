@@ -223,7 +223,7 @@ pub(crate) fn batch_gradient(
         .unwrap_or_default();
     let (mean_loss, accuracy) = loss_and_accuracy(&values, &batch.labels);
     let gradients = GradientsParams::from_grads(loss.backward(), &model);
-    bridge::read_grads_into(&model, &gradients, out);
+    bridge::take_grads_into(&model, gradients, out);
     (model, mean_loss, accuracy)
 }
 
@@ -244,6 +244,8 @@ pub struct ModelWorker {
     batch: Batch,
     grad_buf: Vec<f32>,
     loss_fn: CrossEntropyLoss,
+    /// The rayon pool this worker's kernels run in; `None`: the caller's (global) pool.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl std::fmt::Debug for ModelWorker {
@@ -307,7 +309,15 @@ impl ModelWorker {
             batch: Batch::default(),
             grad_buf: Vec::with_capacity(num_params),
             loss_fn: CrossEntropyLossConfig::new().init(&device),
+            pool: None,
         })
+    }
+
+    /// Runs this worker's kernels in `pool` (see [`crate::threads::KernelSplit`]); `None`
+    /// keeps the calling thread's pool.
+    pub fn with_pool(mut self, pool: Option<Arc<rayon::ThreadPool>>) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// Number of training examples in this worker's shard.
@@ -354,6 +364,20 @@ impl GradientSource for ModelWorker {
     }
 
     fn compute(&mut self, params: &[f32], grads: &mut [f32]) -> Result<BatchStats, GradientError> {
+        match self.pool.clone() {
+            Some(pool) => pool.install(|| self.compute_here(params, grads)),
+            None => self.compute_here(params, grads),
+        }
+    }
+}
+
+impl ModelWorker {
+    /// [`GradientSource::compute`] in the current rayon pool.
+    fn compute_here(
+        &mut self,
+        params: &[f32],
+        grads: &mut [f32],
+    ) -> Result<BatchStats, GradientError> {
         if params.len() != self.num_params || grads.len() != self.num_params {
             return Err(GradientError(format!(
                 "{} parameters and {} gradient slots for a {} model of {} parameters",

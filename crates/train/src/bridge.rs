@@ -363,6 +363,43 @@ pub fn read_grads_into<M: Module>(model: &M, grads: &GradientsParams, out: &mut 
     model.visit(&mut reader);
 }
 
+struct GradTaker<'a> {
+    path: FieldPath,
+    grads: &'a mut GradientsParams,
+    out: &'a mut Vec<f32>,
+}
+
+impl ModuleVisitor for GradTaker<'_> {
+    track_path!();
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !self.path.selects(Select::Params) {
+            return;
+        }
+        match self.grads.remove::<D>(param.id) {
+            Some(grad) => extend_with(self.out, grad),
+            None => {
+                let len = param.lazy_shape().num_elements();
+                self.out.resize(self.out.len() + len, 0.0);
+            }
+        }
+    }
+}
+
+/// Like [`read_grads_into`], but takes the gradients out of `grads`: each gradient tensor is
+/// then the only owner of its values, so they are copied once, straight into `out`, instead of
+/// through an intermediate copy per tensor. The training loops use this.
+pub fn take_grads_into<M: Module>(model: &M, mut grads: GradientsParams, out: &mut Vec<f32>) {
+    out.clear();
+    out.reserve(param_count(model));
+    let mut taker = GradTaker {
+        path: FieldPath::default(),
+        grads: &mut grads,
+        out,
+    };
+    model.visit(&mut taker);
+}
+
 /// Number of buffer values of `model` (BatchNorm running means and variances): the length of
 /// [`flatten_buffers`]. Zero for models without BatchNorm.
 pub fn buffer_count<M: Module>(model: &M) -> usize {

@@ -18,8 +18,10 @@
 pub mod asgd;
 pub mod bench;
 pub mod bridge;
+pub mod kernels;
 pub mod model;
 pub mod spectrum;
+pub mod threads;
 
 use burn::tensor::Device;
 

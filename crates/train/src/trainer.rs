@@ -359,7 +359,7 @@ fn run(
                 return Err(diverged(format!("loss is {batch_loss}")));
             }
             let gradients = GradientsParams::from_grads(loss.backward(), &state.model);
-            bridge::read_grads_into(&state.model, &gradients, &mut grads);
+            bridge::take_grads_into(&state.model, gradients, &mut grads);
             match state.optimizer.step(&mut state.params, &grads) {
                 Err(OptimError::NonFiniteGradient { index, value }) => {
                     return Err(diverged(format!("gradient element {index} is {value}")));

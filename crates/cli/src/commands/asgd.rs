@@ -19,6 +19,7 @@ use stagewise_ps::worker::WorkerReport;
 use stagewise_ps::GradientSource;
 use stagewise_train::asgd::{initial_params, BatchSizing, ModelEvaluator, ModelWorker, StepClock};
 use stagewise_train::model::ModelKind;
+use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
 use stagewise_train::{DataConfig, DatasetKind};
 use std::path::{Path, PathBuf};
 
@@ -457,6 +458,16 @@ pub struct AsgdArgs {
     #[serde(default)]
     quiet: bool,
 
+    #[arg(long, value_name = "N", help = THREADS_HELP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+
+    /// How the workers share the threads: per-worker (each worker a pool of threads/M),
+    /// shared (one pool for all) or single (one thread per worker) [default: per-worker].
+    #[arg(long, value_name = "SPLIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_split: Option<KernelSplit>,
+
     /// How a recipe is adapted to asynchronous workers: theory (theory.md §4.2: α0 capped at
     /// ½ of the staleness limit for τ = M−1 at the initial model's h_max, b0 lowered with it
     /// so α/b is kept, β0 lowered for asynchrony's implicit momentum) or none (the recipe as
@@ -628,6 +639,12 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
             bail!("--max-seconds {s} is out of range; allowed: a finite number > 0");
         }
     }
+    let threads = init_global_pool(args.threads)?;
+    let pools = args
+        .kernel_split
+        .unwrap_or_default()
+        .pools(threads, workers)
+        .context("starting the workers' kernel threads")?;
     let kind = args.model.kind();
     let seed = args.model.seed();
     let (data, splits) = args.model.load()?;
@@ -653,10 +670,13 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     } else {
         StepClock::shared()
     };
-    let sources = (0..workers)
-        .map(|i| {
+    let sources = pools
+        .into_iter()
+        .enumerate()
+        .map(|(i, pool)| {
             let sizing = args.model.sizing(&layout, &clock)?;
-            let w = ModelWorker::new(kind, &splits.train, i, workers, &data, sizing, seed)?;
+            let w = ModelWorker::new(kind, &splits.train, i, workers, &data, sizing, seed)?
+                .with_pool(pool);
             Ok(Box::new(w) as Box<dyn GradientSource>)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

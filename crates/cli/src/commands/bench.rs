@@ -6,6 +6,10 @@ use rayon::prelude::*;
 use stagewise_core::optim::{
     Adam, AdamHyper, Optimizer, Qhm, QhmHyper, Sgd, SgdHyper, WeightDecay,
 };
+use stagewise_train::bench::asgd::bench_asgd_split as bench_asgd;
+use stagewise_train::bench::ops::bench_ops;
+use stagewise_train::kernels::{set_kernel_choice, KernelChoice};
+use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
 use std::time::Instant;
 
 /// Arguments of `stagewise bench`.
@@ -26,8 +30,45 @@ enum BenchCommand {
     /// baselines: tools/bench_ps_torch.py.
     Ps(super::ps::PsBenchArgs),
     /// Training throughput (images/s) of full steps, with the time of a step split into
-    /// batching, forward, backward, the flat bridge and the optimizer.
+    /// batching, forward, backward, the flat bridge and the optimizer; `--ops` adds the time of
+    /// each operation (forward, input gradient, weight gradient). PyTorch beside it:
+    /// tools/bench_train.py.
     Train(TrainBenchArgs),
+    /// In-process ASGD updates/s for M workers under each way of sharing the cores between
+    /// worker threads and kernel threads (`asgd --kernel-split`).
+    AsgdSplit(AsgdSplitArgs),
+}
+
+/// Options of `stagewise bench asgd-split`.
+#[derive(Args, Debug)]
+struct AsgdSplitArgs {
+    /// Model: mlp, cnn or resnet.
+    #[arg(long, default_value = "cnn")]
+    model: stagewise_train::model::ModelKind,
+    /// Worker counts M, comma-separated.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    workers: Vec<usize>,
+    /// Splits to measure, comma-separated: per-worker, shared, single.
+    #[arg(
+        long,
+        default_value = "per-worker,shared,single",
+        value_delimiter = ','
+    )]
+    splits: Vec<KernelSplit>,
+    #[arg(long, value_name = "N", help = THREADS_HELP)]
+    threads: Option<usize>,
+    /// Images per gradient.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Measurements per (M, split), alternating the splits.
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `stagewise bench train`.
@@ -42,7 +83,18 @@ struct TrainBenchArgs {
     /// Timed steps (after 3 warm-up steps).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Print one JSON line instead of text.
+    #[arg(long, value_name = "N", help = THREADS_HELP)]
+    threads: Option<usize>,
+    /// Convolution kernels: stagewise (this project's) or flex (burn-flex's own).
+    #[arg(long, default_value = "stagewise")]
+    kernels: KernelChoice,
+    /// Also time each operation of the step (forward, input and weight gradients).
+    #[arg(long)]
+    ops: bool,
+    /// Repetitions per operation with --ops (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -70,30 +122,116 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Optim(a) => bench_optim(a),
         BenchCommand::Ps(a) => super::ps::bench(a),
         BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::AsgdSplit(a) => bench_asgd_split(a),
     }
 }
 
 fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
-    if args.batch == 0 || args.steps == 0 {
-        bail!("--batch and --steps must be at least 1");
+    if args.batch == 0 || args.steps == 0 || args.reps == 0 {
+        bail!("--batch, --steps and --reps must be at least 1");
     }
+    init_global_pool(args.threads)?;
+    set_kernel_choice(args.kernels);
     let r = stagewise_train::bench::bench_train(args.model, args.batch, args.steps, 3);
+    let ops = if args.ops {
+        bench_ops(args.model, args.batch, args.reps)
+    } else {
+        Vec::new()
+    };
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
-    } else {
+        for op in &ops {
+            println!("{}", serde_json::to_string(op)?);
+        }
+        return Ok(());
+    }
+    let step_ms = 1e3 * r.batch_size as f64 / r.images_per_second;
+    println!(
+        "{} batch {} ({} threads, {} kernels): {:.0} images/s over {} steps, {:.2} ms/step; \
+         ms per step: batch {:.2}, forward {:.2}, backward {:.2}, bridge {:.2}, optimizer {:.2}",
+        r.model,
+        r.batch_size,
+        r.threads,
+        r.kernels,
+        r.images_per_second,
+        r.steps,
+        step_ms,
+        r.ms_batch,
+        r.ms_forward,
+        r.ms_backward,
+        r.ms_bridge,
+        r.ms_optimizer
+    );
+    if !ops.is_empty() {
         println!(
-            "{} batch {}: {:.0} images/s over {} steps; ms per step: batch {:.2}, forward {:.2}, \
-             backward {:.2}, bridge {:.2}, optimizer {:.2}",
-            r.model,
-            r.batch_size,
-            r.images_per_second,
-            r.steps,
-            r.ms_batch,
-            r.ms_forward,
-            r.ms_backward,
-            r.ms_bridge,
-            r.ms_optimizer
+            "{:<28} {:>5} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "operation", "count", "fwd ms", "∂x ms", "∂W ms", "ms/step", "GFLOP/s"
         );
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        for op in &ops {
+            println!(
+                "{:<28} {:>5} {:>10.3} {:>10} {:>10} {:>10.2} {:>8}",
+                op.op,
+                op.count,
+                op.ms_forward,
+                opt(op.ms_input_grad),
+                opt(op.ms_weight_grad),
+                op.ms_per_step(),
+                op.forward_gflops
+                    .map_or_else(|| "-".to_string(), |g| format!("{g:.1}"))
+            );
+        }
+        let total: f64 = ops.iter().map(|o| o.ms_per_step()).sum();
+        println!(
+            "sum of operations {total:.2} ms/step; forward + backward measured in the step {:.2}",
+            r.ms_forward + r.ms_backward
+        );
+    }
+    Ok(())
+}
+
+fn bench_asgd_split(args: AsgdSplitArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.repeats == 0 || args.workers.contains(&0) {
+        bail!("--batch, --repeats and every --workers count must be at least 1");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!(
+            "--seconds {} is out of range; allowed: a finite number > 0",
+            args.seconds
+        );
+    }
+    let threads = init_global_pool(args.threads)?;
+    if !args.json {
+        println!(
+            "{} batch {}, {threads} threads, {} s per measurement; updates/s (images/s)",
+            args.model, args.batch, args.seconds
+        );
+    }
+    for &workers in &args.workers {
+        for repeat in 0..args.repeats {
+            for &split in &args.splits {
+                let r = bench_asgd(
+                    args.model,
+                    workers,
+                    split,
+                    threads,
+                    args.batch,
+                    args.seconds,
+                )?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "M={workers} {:<10} run {} kernel threads/worker {:>2}: {:>7.2} updates/s ({:.0} images/s)",
+                        split.name(),
+                        repeat + 1,
+                        r.kernel_threads_per_worker,
+                        r.updates_per_s,
+                        r.images_per_s
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

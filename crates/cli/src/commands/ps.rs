@@ -17,6 +17,7 @@ use stagewise_ps::config::{
 use stagewise_ps::Evaluator;
 use stagewise_train::asgd::{initial_params, ModelEvaluator, ModelWorker, StepClock};
 use stagewise_train::model::ModelKind;
+use stagewise_train::threads::{init_global_pool, THREADS_HELP};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -196,6 +197,10 @@ pub struct WorkerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_pushes: Option<u64>,
+
+    #[arg(long, value_name = "N", help = THREADS_HELP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
 
     /// Stop after this many seconds.
     #[arg(long)]
@@ -445,6 +450,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if worker_id >= workers {
         bail!("--worker-id {worker_id} is not below --workers {workers}");
     }
+    init_global_pool(args.threads)?;
     let kind = args.model.kind();
     let seed = args.model.seed();
     let plan = args.model.plan()?;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use stagewise_core::optim::OptimizerKind;
 use stagewise_core::schedule::{Plan, Recipe};
 use stagewise_train::model::ModelKind;
+use stagewise_train::threads::{init_global_pool, THREADS_HELP};
 use stagewise_train::{DataConfig, DatasetKind, RunOptions, TrainConfig};
 use std::path::PathBuf;
 
@@ -123,6 +124,9 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     quiet: bool,
+
+    #[arg(long, value_name = "N", help = THREADS_HELP)]
+    threads: Option<usize>,
 }
 
 impl TrainArgs {
@@ -161,6 +165,7 @@ impl TrainArgs {
             eval_batch: self.eval_batch.or(file.eval_batch),
             stop_after_epochs: self.stop_after_epochs.or(file.stop_after_epochs),
             quiet: self.quiet || file.quiet,
+            threads: self.threads.or(file.threads),
         })
     }
 
@@ -206,6 +211,7 @@ impl TrainArgs {
 /// Runs `stagewise train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let args = args.merged()?;
+    init_global_pool(args.threads)?;
     let opts = RunOptions {
         progress: !args.quiet,
         stop_after_epochs: args.stop_after_epochs,

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::init::SeededInit;
 use super::{Classifier, NUM_CLASSES};
+use crate::kernels::conv2d;
 
 /// Channels of the three stages.
 const STAGE_CHANNELS: [usize; 3] = [16, 32, 64];
@@ -71,11 +72,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let residual = match &self.shortcut {
-            Some(projection) => projection.bn.forward(projection.conv.forward(x.clone())),
+            Some(projection) => projection.bn.forward(conv2d(&projection.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        let out = self.bn2.forward(conv2d(&self.conv2, out));
         relu(out + residual)
     }
 }
@@ -133,7 +134,7 @@ impl ResNet {
 
 impl Classifier for ResNet {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(self.stem_conv.forward(images)));
+        let mut x = relu(self.stem_bn.forward(conv2d(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

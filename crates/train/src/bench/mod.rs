@@ -1,5 +1,9 @@
 //! Training-throughput benchmark: images/s of full optimizer steps, with the time split into
-//! batching, forward, backward, the flat bridge and the optimizer step.
+//! batching, forward, backward, the flat bridge and the optimizer step ([`bench_train`]), and
+//! the time of each operation of the step ([`ops`]).
+
+pub mod asgd;
+pub mod ops;
 
 use crate::bridge;
 use crate::model::{Classifier, Model, ModelKind};
@@ -33,6 +37,10 @@ pub struct TrainBench {
     pub ms_bridge: f64,
     /// Mean milliseconds of the fused QHM step on the flat vector.
     pub ms_optimizer: f64,
+    /// Threads of the rayon pool the step ran on.
+    pub threads: usize,
+    /// Convolution kernels used ([`crate::kernels::KernelChoice`]).
+    pub kernels: String,
 }
 
 /// Times `steps` training steps (after `warmup` untimed ones) of `model` with QHM at batch
@@ -83,7 +91,7 @@ pub fn bench_train(kind: ModelKind, batch_size: usize, steps: usize, warmup: usi
         let t2 = Instant::now();
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         let t3 = Instant::now();
-        bridge::read_grads_into(&model, &gradients, &mut grads);
+        bridge::take_grads_into(&model, gradients, &mut grads);
         let t4 = Instant::now();
         optimizer.step_unchecked(&mut params, &grads);
         let t5 = Instant::now();
@@ -107,5 +115,7 @@ pub fn bench_train(kind: ModelKind, batch_size: usize, steps: usize, warmup: usi
         ms_backward: ms(times[2]),
         ms_bridge: ms(times[3]),
         ms_optimizer: ms(times[4]),
+        threads: rayon::current_num_threads(),
+        kernels: crate::kernels::kernel_choice().to_string(),
     }
 }
