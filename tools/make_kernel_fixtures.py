@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generate conv2d / max-pool reference fixtures (forward and gradients) with PyTorch in float64.
+"""Generate conv2d / max-pool / linear reference fixtures (forward and gradients) with PyTorch in float64.
 
     pip install torch numpy
     python3 tools/make_kernel_fixtures.py     # writes tests/fixtures/kernels/kernels.json
 
 The Rust test crates/train/tests/kernels_fixture.rs reads the file and checks stagewise's
-convolution and max-pool kernels (forward, and the gradients with respect to input, weight and
+convolution, max-pool and linear kernels (forward, and the gradients with respect to input, weight and
 bias) against it.
 
 Inputs (x, w, b and the upstream gradient grad_out) are drawn with numpy
@@ -24,13 +24,14 @@ exact in float32 and the sums rarely need more than 24 bits, so a float32 kernel
 the float64 reference to the last bit; do not rely on that, use a tolerance. Pool inputs keep
 full float32 mantissas (so pool_even / pool_odd have no ties), except pool_ties.
 
-Layout: {"generator", "torch", "cases": [{"name", "op": "conv2d" | "max_pool2d", "stride": [sh, sw],
+Layout: {"generator", "torch", "cases": [{"name", "op": "conv2d" | "max_pool2d" | "linear", "stride": [sh, sw],
 "padding": [ph, pw], "kernel": [kh, kw], "x_shape", "x", "w_shape", "w", "b", "out_shape", "out",
 "grad_out", "grad_x", "grad_w", "grad_b"}]}. Tensors are flat in row-major (NCHW, and
 [C_out, C_in, kh, kw] for weights) order; w/w_shape/b/grad_w/grad_b are null where the case has
 none (pools, bias-free convs). Convolutions use dilation 1 and groups 1, padding is symmetric
 (zeros). Pools are kernel 2, stride 2, no padding, floor mode (a trailing odd row/column is
-dropped, see "pool_odd").
+dropped, see "pool_odd"). Linear cases: x [N, d_in], w in burn's layout [d_in, d_out]
+(PyTorch's weight transposed; grad_w in the same layout), y = x w + b.
 
 Max-pool ties ("pool_ties", values drawn from {0, 1}): PyTorch's CPU max_pool2d keeps the
 first maximum in row-major window order (it replaces the running max only on a strictly
@@ -172,6 +173,38 @@ def pool_case(seed, name, shape, ties):
     }, seed
 
 
+# name, N, d_in, d_out, bias
+LINEAR_CASES = [
+    ("linear_bias", 3, 20, 7, True),
+    ("linear_nobias", 2, 9, 4, False),
+    ("linear_wide", 4, 300, 12, True),
+]
+
+
+def linear_case(seed, name, n, d_in, d_out, bias):
+    """y = x W + b with W in burn's layout [d_in, d_out] (PyTorch's weight transposed)."""
+    rng = np.random.default_rng(seed)
+    x = on_grid(rng.standard_normal((n, d_in), dtype=np.float32))
+    wt = on_grid(rng.standard_normal((d_in, d_out), dtype=np.float32))
+    b = on_grid(rng.standard_normal(d_out, dtype=np.float32)) if bias else None
+    xt = to64(x).requires_grad_(True)
+    wtt = to64(wt).requires_grad_(True)
+    bt = to64(b).requires_grad_(True) if bias else None
+    out = F.linear(xt, wtt.t(), bt)
+    g = on_grid(rng.standard_normal(tuple(out.shape), dtype=np.float32))
+    out.backward(to64(g))
+    return {
+        "name": name, "op": "linear", "stride": [1, 1], "padding": [0, 0], "kernel": [1, 1],
+        "x_shape": list(x.shape), "x": f32_list(x),
+        "w_shape": list(wt.shape), "w": f32_list(wt),
+        "b": f32_list(b) if bias else None,
+        "out_shape": list(out.shape), "out": f64_list(out),
+        "grad_out": f32_list(g),
+        "grad_x": f64_list(xt.grad), "grad_w": f64_list(wtt.grad),
+        "grad_b": f64_list(bt.grad) if bias else None,
+    }
+
+
 def main():
     torch.set_num_threads(1)
     cases = []
@@ -182,6 +215,8 @@ def main():
         cases.append(c)
         if c["name"] == "pool_ties":
             print(f"pool_ties: seed {seed}")
+    for i, case in enumerate(LINEAR_CASES):
+        cases.append(linear_case(3000 + i, *case))
     doc = {"generator": "tools/make_kernel_fixtures.py", "torch": torch.__version__,
            "cases": cases}
     OUT.parent.mkdir(parents=True, exist_ok=True)

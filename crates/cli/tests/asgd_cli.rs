@@ -208,6 +208,8 @@ fn bad_options_are_errors_not_panics() {
         &["asgd", "--policy", "bounded", "--dataset", "synthetic"],
         &["asgd", "--policy", "asgd", "--lambda", "0.1"],
         &["asgd", "--dataset", "synthetic", "--h-max", "-1"],
+        &["asgd", "--dataset", "synthetic", "--threads", "0"],
+        &["train", "--dataset", "synthetic", "--threads", "5000"],
         &["ps", "serve", "--shard", "2/2", "--dataset", "synthetic"],
         &[
             "ps",
@@ -232,6 +234,13 @@ fn bad_options_are_errors_not_panics() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("allowed: f32, bf16"), "{stderr}");
+    let out = Command::new(BIN)
+        .args(["asgd", "--kernel-split", "half"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("per-worker, shared, single"), "{stderr}");
 }
 
 /// Starts `ps serve` with `args` and the token `token`; returns it and its address.

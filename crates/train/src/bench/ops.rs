@@ -392,9 +392,9 @@ pub fn time_op(spec: OpSpec, count: usize, batch: usize, reps: usize) -> OpTimin
             let make = || LinearConfig::new(d_in, d_out).init(&device);
             let (layer, frozen) = (make(), make().no_grad());
             let dims = [b, d_in];
-            let fwd = forward_ms(reps, dims, |x| layer.forward(x));
-            let dx = gradient_ms(reps, dims, true, |x| frozen.forward(x));
-            let dw = gradient_ms(reps, dims, false, |x| layer.forward(x));
+            let fwd = forward_ms(reps, dims, |x| kernels::linear(&layer, x));
+            let dx = gradient_ms(reps, dims, true, |x| kernels::linear(&frozen, x));
+            let dw = gradient_ms(reps, dims, false, |x| kernels::linear(&layer, x));
             (fwd, Some(dx), Some(dw))
         }
         OpSpec::MaxPool { channels, side } => {

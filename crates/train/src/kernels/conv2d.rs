@@ -101,19 +101,21 @@ impl Conv2dShape {
     }
 }
 
-/// Unfolds one image `[c_in, h, w]` into `cols` (`K × L`, row-major); padding reads as zero.
-fn im2col(s: &Conv2dShape, image: &[f32], cols: &mut [f32]) {
+/// Unfolds one image `[c_in, h, w]` into `cols` (`K × L`, rows `row_stride` apart: the image's
+/// block of a group's column matrix); padding reads as zero.
+fn im2col(s: &Conv2dShape, image: &[f32], cols: &mut [f32], row_stride: usize) {
     let (oh, ow) = (s.out_height(), s.out_width());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
     let plane = s.height * s.width;
-    let mut rows = cols.chunks_exact_mut(oh * ow);
+    let mut r = 0;
     for c in 0..s.c_in {
         let channel = &image[c * plane..(c + 1) * plane];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = rows.next().expect("K rows");
+                let row = &mut cols[r * row_stride..r * row_stride + oh * ow];
+                r += 1;
                 for oy in 0..oh {
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
                     let iy = (oy * sh + ky) as isize - ph as isize;
@@ -139,20 +141,21 @@ fn im2col(s: &Conv2dShape, image: &[f32], cols: &mut [f32]) {
     }
 }
 
-/// Adds the column matrix `cols` back onto one image gradient `[c_in, h, w]` (the adjoint of
-/// [`im2col`]).
-fn col2im_add(s: &Conv2dShape, cols: &[f32], image: &mut [f32]) {
+/// Adds the column matrix `cols` (rows `row_stride` apart) back onto one image gradient
+/// `[c_in, h, w]` (the adjoint of [`im2col`]).
+fn col2im_add(s: &Conv2dShape, cols: &[f32], image: &mut [f32], row_stride: usize) {
     let (oh, ow) = (s.out_height(), s.out_width());
     let [kh, kw] = s.kernel;
     let [sh, sw] = s.stride;
     let [ph, pw] = s.padding;
     let plane = s.height * s.width;
-    let mut rows = cols.chunks_exact(oh * ow);
+    let mut r = 0;
     for c in 0..s.c_in {
         let channel = &mut image[c * plane..(c + 1) * plane];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = rows.next().expect("K rows");
+                let row = &cols[r * row_stride..r * row_stride + oh * ow];
+                r += 1;
                 let (lo, hi) = valid_range(ow, sw, kx, pw, s.width);
                 for oy in 0..oh {
                     let iy = (oy * sh + ky) as isize - ph as isize;
@@ -190,10 +193,9 @@ fn valid_range(ow: usize, stride: usize, kx: usize, pad: usize, width: usize) ->
     (lo, hi.max(lo))
 }
 
-/// A row-major matrix view for [`matmul`]: `rows × cols` values with row stride `ld`,
-/// optionally read transposed.
+/// A row-major matrix view for [`matmul`], optionally read transposed.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(super) struct Mat<'a> {
     data: &'a [f32],
     row_stride: isize,
     col_stride: isize,
@@ -201,7 +203,7 @@ struct Mat<'a> {
 
 impl<'a> Mat<'a> {
     /// A `_ × cols` row-major matrix.
-    fn rows(data: &'a [f32], cols: usize) -> Self {
+    pub(super) fn rows(data: &'a [f32], cols: usize) -> Self {
         Self {
             data,
             row_stride: cols as isize,
@@ -210,7 +212,7 @@ impl<'a> Mat<'a> {
     }
 
     /// The transpose of a `_ × cols` row-major matrix.
-    fn transposed(data: &'a [f32], cols: usize) -> Self {
+    pub(super) fn transposed(data: &'a [f32], cols: usize) -> Self {
         Self {
             data,
             row_stride: 1,
@@ -221,6 +223,46 @@ impl<'a> Mat<'a> {
 
 /// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)` on the calling thread.
 fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, m: usize, n: usize, k: usize) {
+    gemm_into(
+        dst,
+        accumulate,
+        lhs,
+        rhs,
+        [m, n, k],
+        gemm::Parallelism::None,
+    );
+}
+
+/// Multiply–adds below which a GEMM stays on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// [`matmul`] spread over the current rayon pool (when it is large enough to gain from it).
+pub(super) fn matmul_parallel(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    let parallelism = if m * n * k >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm_into(dst, accumulate, lhs, rhs, [m, n, k], parallelism);
+}
+
+/// The one call into the `gemm` crate.
+fn gemm_into(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    [m, n, k]: [usize; 3],
+    parallelism: gemm::Parallelism,
+) {
     assert!(dst.len() >= m * n, "matmul: destination too short");
     let span = |mat: Mat, r: usize, c: usize| {
         (r.saturating_sub(1)) * mat.row_stride as usize
@@ -251,8 +293,72 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, m: usize, n: us
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
+    }
+}
+
+/// Columns per GEMM that [`group_size`] aims for at least: a few images' worth for small
+/// planes, so the GEMMs are wide enough for the micro-kernels and the weight is packed once per
+/// group.
+const TARGET_COLUMNS: usize = 2048;
+
+/// Values of a group's column matrix (`K × columns`) that [`group_size`] allows when `K` is
+/// small (the first layer's `K` is 25): wider groups there, still within the L2 cache's reach.
+const TARGET_COLUMN_VALUES: usize = 1 << 19;
+
+thread_local! {
+    /// Per-thread work buffers (column matrices, regrouped gradients), kept between calls so
+    /// that a training step neither allocates nor page-faults them again.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new()])
+    };
+}
+
+/// Runs `f` with this thread's two scratch buffers of at least `a` and `b` values (contents
+/// unspecified); fresh buffers if they are in use (a nested call).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+/// Images per GEMM: about [`TARGET_COLUMNS`] columns (more when `K` is small), but at least
+/// two groups per thread while the batch allows.
+fn group_size(s: &Conv2dShape) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let columns = TARGET_COLUMNS.max(TARGET_COLUMN_VALUES / s.col_rows());
+    let by_width = (columns / s.out_plane()).max(1);
+    let by_parallelism = s.batch.div_ceil(2 * threads).max(1);
+    by_width.min(by_parallelism)
+}
+
+/// Fills `cols` (`K × g·L`) with the column matrices of `images` side by side.
+fn group_im2col(s: &Conv2dShape, images: &[f32], cols: &mut [f32]) {
+    let (l, count) = (s.out_plane(), images.len() / s.image_len());
+    for (i, image) in images.chunks_exact(s.image_len()).enumerate() {
+        im2col(s, image, &mut cols[i * l..], count * l);
+    }
+}
+
+/// Copies a group matrix `[c_out, g·L]` out into per-image planes `[g, c_out, L]`.
+fn ungroup(s: &Conv2dShape, group: &[f32], per_image: &mut [f32]) {
+    let l = s.out_plane();
+    let count = per_image.len() / (s.c_out * l);
+    for (i, image) in per_image.chunks_exact_mut(s.c_out * l).enumerate() {
+        for (ch, plane) in image.chunks_exact_mut(l).enumerate() {
+            let at = ch * count * l + i * l;
+            plane.copy_from_slice(&group[at..at + l]);
+        }
     }
 }
 
@@ -265,33 +371,34 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, m: usize, n: us
 /// (the burn operation checks both before calling).
 pub fn forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     check_lengths(s, x, weight, out.len(), s.out_len());
-    let (k, l) = (s.col_rows(), s.out_plane());
-    out.par_chunks_mut(s.c_out * l)
-        .zip(x.par_chunks(s.image_len()))
-        .for_each_init(
-            || vec![0.0f32; k * l],
-            |cols, (out, image)| {
-                im2col(s, image, cols);
+    let (k, l, g) = (s.col_rows(), s.out_plane(), group_size(s));
+    out.par_chunks_mut(s.c_out * l * g)
+        .zip(x.par_chunks(s.image_len() * g))
+        .for_each(|(out, images)| {
+            let n = (images.len() / s.image_len()) * l;
+            with_scratch(k * n, s.c_out * n, |cols, big| {
+                group_im2col(s, images, cols);
                 let accumulate = match bias {
                     Some(b) => {
-                        for (plane, &v) in out.chunks_exact_mut(l).zip(b) {
-                            plane.fill(v);
+                        for (row, &v) in big.chunks_exact_mut(n).zip(b) {
+                            row.fill(v);
                         }
                         true
                     }
                     None => false,
                 };
                 matmul(
-                    out,
+                    big,
                     accumulate,
                     Mat::rows(weight, k),
-                    Mat::rows(cols, l),
+                    Mat::rows(cols, n),
                     s.c_out,
-                    l,
+                    n,
                     k,
                 );
-            },
-        );
+                ungroup(s, big, out);
+            });
+        });
 }
 
 /// Which gradients [`backward`] computes; a `None` is skipped.
@@ -312,7 +419,7 @@ pub struct Conv2dGrads<'a> {
 /// As [`forward`], when a length does not match `shape`.
 pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], grads: Conv2dGrads) {
     check_lengths(s, x, weight, grad_out.len(), s.out_len());
-    let (k, l) = (s.col_rows(), s.out_plane());
+    let (k, l, g) = (s.col_rows(), s.out_plane(), group_size(s));
     let out_image = s.c_out * l;
     if let Some(grad_b) = grads.bias {
         assert_eq!(grad_b.len(), s.c_out, "conv2d: bias gradient length");
@@ -326,18 +433,21 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
     if let Some(grad_x) = grads.x {
         assert_eq!(grad_x.len(), s.input_len(), "conv2d: input gradient length");
         grad_x
-            .par_chunks_mut(s.image_len())
-            .zip(grad_out.par_chunks(out_image))
-            .for_each_init(
-                || vec![0.0f32; k * l],
-                |cols, (grad_image, grad_out)| {
-                    // ∂cols (K × L) = Wᵀ (K × c_out) · ∂out (c_out × L)
+            .par_chunks_mut(s.image_len() * g)
+            .zip(grad_out.par_chunks(out_image * g))
+            .for_each(|(grad_images, grad_out)| {
+                let n = (grad_out.len() / out_image) * l;
+                with_scratch(k * n, s.c_out * n, |cols, big| {
+                    regroup_from(s, grad_out, big);
+                    // ∂cols (K × n) = Wᵀ (K × c_out) · ∂out (c_out × n)
                     let wt = Mat::transposed(weight, k);
-                    matmul(cols, false, wt, Mat::rows(grad_out, l), k, l, s.c_out);
-                    grad_image.fill(0.0);
-                    col2im_add(s, cols, grad_image);
-                },
-            );
+                    matmul(cols, false, wt, Mat::rows(big, n), k, n, s.c_out);
+                    for (i, grad_image) in grad_images.chunks_exact_mut(s.image_len()).enumerate() {
+                        grad_image.fill(0.0);
+                        col2im_add(s, &cols[i * l..], grad_image, n);
+                    }
+                });
+            });
     }
     if let Some(grad_w) = grads.weight {
         assert_eq!(
@@ -345,25 +455,29 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             s.weight_len(),
             "conv2d: weight gradient length"
         );
-        // One partial sum per task of consecutive images, summed in task order (deterministic
+        // One partial sum per task of consecutive groups, summed in task order (deterministic
         // for a given pool size).
-        let per_task = s.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = s.batch.div_ceil(g).div_ceil(threads).max(1) * g;
         let partials: Vec<Vec<f32>> = x
             .par_chunks(s.image_len() * per_task)
             .zip(grad_out.par_chunks(out_image * per_task))
             .map(|(images, grad_outs)| {
-                let mut cols = vec![0.0f32; k * l];
                 let mut acc = vec![0.0f32; s.weight_len()];
-                for (i, (image, g)) in images
-                    .chunks_exact(s.image_len())
-                    .zip(grad_outs.chunks_exact(out_image))
-                    .enumerate()
-                {
-                    im2col(s, image, &mut cols);
-                    // ∂W (c_out × K) += ∂out (c_out × L) · colsᵀ (L × K)
-                    let cols_t = Mat::transposed(&cols, l);
-                    matmul(&mut acc, i > 0, Mat::rows(g, l), cols_t, s.c_out, k, l);
-                }
+                with_scratch(k * l * g, out_image * g, |cols, big| {
+                    let groups = images
+                        .chunks(s.image_len() * g)
+                        .zip(grad_outs.chunks(out_image * g));
+                    for (i, (images, grad_out)) in groups.enumerate() {
+                        let n = (images.len() / s.image_len()) * l;
+                        let (cols, big) = (&mut cols[..k * n], &mut big[..s.c_out * n]);
+                        group_im2col(s, images, cols);
+                        regroup_from(s, grad_out, big);
+                        // ∂W (c_out × K) += ∂out (c_out × n) · colsᵀ (n × K)
+                        let cols_t = Mat::transposed(cols, n);
+                        matmul(&mut acc, i > 0, Mat::rows(big, n), cols_t, s.c_out, k, n);
+                    }
+                });
                 acc
             })
             .collect();
@@ -374,6 +488,18 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             for (g, p) in grad_w.iter_mut().zip(&part) {
                 *g += p;
             }
+        }
+    }
+}
+
+/// Copies the read-only per-image planes `[g, c_out, L]` into a group matrix `[c_out, g·L]`.
+fn regroup_from(s: &Conv2dShape, per_image: &[f32], group: &mut [f32]) {
+    let l = s.out_plane();
+    let count = per_image.len() / (s.c_out * l);
+    for (i, image) in per_image.chunks_exact(s.c_out * l).enumerate() {
+        for (ch, plane) in image.chunks_exact(l).enumerate() {
+            let at = ch * count * l + i * l;
+            group[at..at + l].copy_from_slice(plane);
         }
     }
 }
@@ -488,9 +614,9 @@ mod tests {
         let x = values(s.input_len(), 3);
         let c = values(s.col_rows() * s.out_plane(), 4);
         let mut cols = vec![0.0; c.len()];
-        im2col(&s, &x, &mut cols);
+        im2col(&s, &x, &mut cols, s.out_plane());
         let mut back = vec![0.0; x.len()];
-        col2im_add(&s, &c, &mut back);
+        col2im_add(&s, &c, &mut back, s.out_plane());
         let lhs: f64 = cols
             .iter()
             .zip(&c)

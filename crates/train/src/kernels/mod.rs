@@ -1,18 +1,21 @@
-//! Faster CPU kernels for the operations where burn-flex is the gap: 2-D convolution (forward,
-//! input gradient, weight gradient, bias gradient).
+//! Faster CPU kernels for the operations where burn-flex is the gap: 2-D convolution, 2×2
+//! max-pooling and linear layers, forward and every gradient.
 //!
-//! The models stay written in burn; their convolutions call [`conv2d`] instead of
-//! `Conv2d::forward`. [`conv2d`] is a burn *backend extension* ([`StagewiseKernels`]): on the flex
-//! backend it runs [`conv2d::forward`] on the tensors' slices, and on flex with autodiff it
-//! records its own backward pass ([`conv2d::backward`]), so gradients flow through it like
-//! through any burn operation. Shapes these kernels do not cover (groups, dilation, asymmetric
-//! padding, a dtype other than f32) and a process that chose [`KernelChoice::Flex`] fall back
-//! to burn's own `Conv2d::forward`.
+//! The models stay written in burn; their layers call [`conv2d`], [`max_pool2d`] and [`linear`]
+//! instead of the layers' `forward`. Each is a burn *backend extension* ([`StagewiseKernels`]):
+//! on the flex backend it runs this module's slice kernels ([`conv2d::forward`], …) on the
+//! tensors' values, and on flex with autodiff it records its own backward step (calling
+//! [`conv2d::backward`], …), so gradients flow through it like through any burn operation.
+//! Layers these kernels do not cover (groups, dilation, asymmetric padding, a dtype other than
+//! f32) and a process that chose [`KernelChoice::Flex`] use burn's own `forward`. This build of
+//! burn has flex as its only backend, so every tensor is a flex tensor.
 //!
-//! Why: burn-flex computes a convolution's weight gradient as a convolution whose kernel is
-//! the whole output gradient and its input gradient as a transposed convolution; on the cnn's
-//! and resnet's shapes both are several times slower than the im2col + GEMM of
-//! [`conv2d::backward`] (`stagewise bench train --ops`, docs/benchmarks.md).
+//! Why (`stagewise bench train --ops`, docs/benchmarks.md): burn-flex computes a convolution's
+//! weight gradient as a convolution whose kernel is the whole output gradient, and its input
+//! gradient as a transposed convolution; its max-pool backward scatters one element at a time;
+//! its linear backward copies the transposed operands. The kernels here are im2col + GEMM over
+//! several images at once (the `gemm` crate, AVX-512 where the CPU has it), a branch-free
+//! max-pool, and GEMMs that read transposes through strides.
 //!
 //! ```
 //! use burn::nn::conv::Conv2dConfig;
@@ -32,29 +35,24 @@
 //! assert!(diff < 1e-5);
 //! ```
 
+mod backend;
 pub mod conv2d;
+pub mod linear;
 pub mod max_pool2d;
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+pub use backend::StagewiseKernels;
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::NodeId;
-use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::Dispatch;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::PaddingConfig2d;
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::nn::{Linear, PaddingConfig2d};
+use burn::tensor::{DType, Tensor};
 
-use self::conv2d::{Conv2dGrads, Conv2dShape};
 use self::max_pool2d::PoolShape;
 
-/// Which implementation the models' convolutions use.
+/// Which implementation the models' layers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
     /// This module's kernels where they apply (the default).
@@ -108,328 +106,6 @@ pub fn kernel_choice() -> KernelChoice {
     match CHOICE.load(Ordering::Relaxed) {
         0 => KernelChoice::Stagewise,
         _ => KernelChoice::Flex,
-    }
-}
-
-/// The backend operations this module adds; implemented for flex and for flex with autodiff.
-#[backend_extension(Flex, Autodiff)]
-pub trait StagewiseKernels: Backend {
-    /// 2-D convolution without bias, dilation 1, one group, symmetric padding `[ph, pw]`.
-    fn stagewise_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FloatTensor<Self>;
-
-    /// The same with a bias `[c_out]` added to every output position.
-    fn stagewise_conv2d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FloatTensor<Self>;
-
-    /// 2-D max-pooling, no padding, dilation 1, floor mode.
-    fn stagewise_max_pool2d(
-        x: FloatTensor<Self>,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-    ) -> FloatTensor<Self>;
-}
-
-/// The convolution sizes of input `x_shape` and weight `w_shape`.
-fn conv_shape(
-    x_shape: &Shape,
-    w_shape: &Shape,
-    stride: [usize; 2],
-    padding: [usize; 2],
-) -> Conv2dShape {
-    Conv2dShape {
-        batch: x_shape[0],
-        c_in: x_shape[1],
-        height: x_shape[2],
-        width: x_shape[3],
-        c_out: w_shape[0],
-        kernel: [w_shape[2], w_shape[3]],
-        stride,
-        padding,
-    }
-}
-
-/// The f32 values of a flex tensor, contiguous.
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-fn flex_forward(
-    x: &FlexTensor,
-    weight: &FlexTensor,
-    bias: Option<&FlexTensor>,
-    stride: [usize; 2],
-    padding: [usize; 2],
-) -> FlexTensor {
-    let (x, weight) = (contiguous(x), contiguous(weight));
-    let s = conv_shape(x.layout().shape(), weight.layout().shape(), stride, padding);
-    let bias = bias.map(contiguous);
-    let mut out = vec![0.0f32; s.out_len()];
-    conv2d::forward(
-        &s,
-        x.storage::<f32>(),
-        weight.storage::<f32>(),
-        bias.as_ref().map(|b| b.storage::<f32>()),
-        &mut out,
-    );
-    flex_tensor(
-        out,
-        Shape::new([s.batch, s.c_out, s.out_height(), s.out_width()]),
-    )
-}
-
-impl StagewiseKernels for Flex {
-    fn stagewise_conv2d(
-        x: FlexTensor,
-        weight: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FlexTensor {
-        flex_forward(&x, &weight, None, stride, padding)
-    }
-
-    fn stagewise_conv2d_bias(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FlexTensor {
-        flex_forward(&x, &weight, Some(&bias), stride, padding)
-    }
-
-    fn stagewise_max_pool2d(x: FlexTensor, kernel: [usize; 2], stride: [usize; 2]) -> FlexTensor {
-        pool_forward(&x, kernel, stride).0
-    }
-}
-
-/// The pool's sizes for input `x_shape`.
-fn pool_shape(x_shape: &Shape, kernel: [usize; 2], stride: [usize; 2]) -> PoolShape {
-    PoolShape {
-        planes: x_shape[0] * x_shape[1],
-        height: x_shape[2],
-        width: x_shape[3],
-        kernel,
-        stride,
-    }
-}
-
-/// The pooled tensor and where each maximum lies in its input plane.
-fn pool_forward(x: &FlexTensor, kernel: [usize; 2], stride: [usize; 2]) -> (FlexTensor, Vec<u32>) {
-    let x = contiguous(x);
-    let x_shape = x.layout().shape().clone();
-    let s = pool_shape(&x_shape, kernel, stride);
-    let mut out = vec![0.0f32; s.out_len()];
-    let mut argmax = vec![0u32; s.out_len()];
-    max_pool2d::forward(&s, x.storage::<f32>(), &mut out, &mut argmax);
-    let shape = Shape::new([x_shape[0], x_shape[1], s.out_height(), s.out_width()]);
-    (flex_tensor(out, shape), argmax)
-}
-
-/// State of the convolution's backward step: the checkpointed input and weight, and the sizes.
-#[derive(Debug, Clone)]
-struct ConvState {
-    x: NodeId,
-    weight: NodeId,
-    stride: [usize; 2],
-    padding: [usize; 2],
-}
-
-/// The gradients of one convolution; parents `[x, weight]` or `[x, weight, bias]`.
-fn conv_backward<const N: usize>(
-    ops: Ops<ConvState, N>,
-    grads: &mut Gradients,
-    checkpointer: &mut Checkpointer,
-) {
-    let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
-    let state = ops.state;
-    let x = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(state.x));
-    let weight = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(state.weight));
-    let x_shape = x.layout().shape().clone();
-    let w_shape = weight.layout().shape().clone();
-    let s = conv_shape(&x_shape, &w_shape, state.stride, state.padding);
-    let parents = &ops.parents;
-    let mut gx = parents[0].as_ref().map(|_| vec![0.0f32; s.input_len()]);
-    let mut gw = parents[1].as_ref().map(|_| vec![0.0f32; s.weight_len()]);
-    let mut gb = parents
-        .get(2)
-        .and_then(Option::as_ref)
-        .map(|_| vec![0.0f32; s.c_out]);
-    conv2d::backward(
-        &s,
-        x.storage::<f32>(),
-        weight.storage::<f32>(),
-        grad_out.storage::<f32>(),
-        Conv2dGrads {
-            x: gx.as_deref_mut(),
-            weight: gw.as_deref_mut(),
-            bias: gb.as_deref_mut(),
-        },
-    );
-    let results = [
-        gx.map(|g| flex_tensor(g, x_shape)),
-        gw.map(|g| flex_tensor(g, w_shape)),
-        gb.map(|g| flex_tensor(g, Shape::new([s.c_out]))),
-    ];
-    for (parent, grad) in parents.iter().zip(results) {
-        if let (Some(node), Some(grad)) = (parent, grad) {
-            grads.register::<Flex>(node.id, grad);
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ConvWithBias;
-
-impl Backward<Flex, 3> for ConvWithBias {
-    type State = ConvState;
-
-    fn backward(
-        self,
-        ops: Ops<ConvState, 3>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        conv_backward(ops, grads, checkpointer);
-    }
-}
-
-#[derive(Debug)]
-struct ConvNoBias;
-
-impl Backward<Flex, 2> for ConvNoBias {
-    type State = ConvState;
-
-    fn backward(
-        self,
-        ops: Ops<ConvState, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        conv_backward(ops, grads, checkpointer);
-    }
-}
-
-/// State of the max-pool's backward step: where each maximum lies.
-#[derive(Debug, Clone)]
-struct PoolState {
-    shape: PoolShape,
-    x_shape: Shape,
-    argmax: Arc<Vec<u32>>,
-}
-
-#[derive(Debug)]
-struct MaxPool;
-
-impl Backward<Flex, 1> for MaxPool {
-    type State = PoolState;
-
-    fn backward(self, ops: Ops<PoolState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad_out = contiguous(&grads.consume::<Flex>(&ops.node));
-        let [Some(parent)] = &ops.parents else {
-            return;
-        };
-        let state = ops.state;
-        let mut grad_x = vec![0.0f32; state.shape.input_len()];
-        max_pool2d::backward(
-            &state.shape,
-            grad_out.storage::<f32>(),
-            &state.argmax,
-            &mut grad_x,
-        );
-        grads.register::<Flex>(parent.id, flex_tensor(grad_x, state.x_shape));
-    }
-}
-
-impl<C: CheckpointStrategy> StagewiseKernels for Autodiff<Flex, C> {
-    fn stagewise_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FloatTensor<Self> {
-        let forward = || flex_forward(x.primitive(), weight.primitive(), None, stride, padding);
-        match ConvNoBias
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = ConvState {
-                    x: prep.checkpoint(&x),
-                    weight: prep.checkpoint(&weight),
-                    stride,
-                    padding,
-                };
-                prep.finish(state, forward())
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward()),
-        }
-    }
-
-    fn stagewise_conv2d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-    ) -> FloatTensor<Self> {
-        let forward = || {
-            let b = Some(bias.primitive());
-            flex_forward(x.primitive(), weight.primitive(), b, stride, padding)
-        };
-        match ConvWithBias
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = ConvState {
-                    x: prep.checkpoint(&x),
-                    weight: prep.checkpoint(&weight),
-                    stride,
-                    padding,
-                };
-                prep.finish(state, forward())
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward()),
-        }
-    }
-
-    fn stagewise_max_pool2d(
-        x: FloatTensor<Self>,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-    ) -> FloatTensor<Self> {
-        match MaxPool.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (out, argmax) = pool_forward(x.primitive(), kernel, stride);
-                let state = PoolState {
-                    shape: pool_shape(x.primitive().layout().shape(), kernel, stride),
-                    x_shape: x.primitive().layout().shape().clone(),
-                    argmax: Arc::new(argmax),
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(pool_forward(x.primitive(), kernel, stride).0),
-        }
     }
 }
 
@@ -508,5 +184,26 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         pool.kernel_size,
         pool.stride,
     );
+    Tensor::from_dispatch(out)
+}
+
+/// `layer.forward(x)` for a 2-D input, computed by [`StagewiseKernels`] for f32 when
+/// [`kernel_choice`] is [`KernelChoice::Stagewise`]; by burn's `Linear::forward` otherwise.
+pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    let weight = layer.weight.val();
+    let covered = kernel_choice() == KernelChoice::Stagewise
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32;
+    if !covered {
+        return layer.forward(x);
+    }
+    let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
+    let out = match &layer.bias {
+        Some(bias) => {
+            let bias = bias.val().into_dispatch();
+            <Dispatch as StagewiseKernels>::stagewise_linear_bias(x, weight, bias)
+        }
+        None => <Dispatch as StagewiseKernels>::stagewise_linear(x, weight),
+    };
     Tensor::from_dispatch(out)
 }

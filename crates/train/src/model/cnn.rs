@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::init::SeededInit;
 use super::{Classifier, NUM_CLASSES};
-use crate::kernels::{conv2d, max_pool2d};
+use crate::kernels::{conv2d, linear, max_pool2d};
 
 /// Convolutional network: conv 1→32 5×5 pad 2, ReLU, max-pool 2; conv 32→64 5×5 pad 2, ReLU,
 /// max-pool 2; flatten (64·7·7 = 3136); linear 3136→256, ReLU; linear 256→10.
@@ -52,7 +52,7 @@ impl Classifier for Cnn {
         let x = max_pool2d(&self.pool, relu(conv2d(&self.conv1, images)));
         let x = max_pool2d(&self.pool, relu(conv2d(&self.conv2, x)));
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = relu(self.fc1.forward(x));
-        self.fc2.forward(x)
+        let x = relu(linear(&self.fc1, x));
+        linear(&self.fc2, x)
     }
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::init::SeededInit;
 use super::{Classifier, IMAGE_PIXELS, NUM_CLASSES};
+use crate::kernels::linear;
 
 /// Width of both hidden layers.
 const HIDDEN: usize = 512;
@@ -45,8 +46,8 @@ impl Mlp {
 impl Classifier for Mlp {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = images.flatten(1, 3);
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
-        self.fc3.forward(x)
+        let x = relu(linear(&self.fc1, x));
+        let x = relu(linear(&self.fc2, x));
+        linear(&self.fc3, x)
     }
 }

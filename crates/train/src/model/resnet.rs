@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::init::SeededInit;
 use super::{Classifier, NUM_CLASSES};
-use crate::kernels::conv2d;
+use crate::kernels::{conv2d, linear};
 
 /// Channels of the three stages.
 const STAGE_CHANNELS: [usize; 3] = [16, 32, 64];
@@ -140,6 +140,6 @@ impl Classifier for ResNet {
         }
         // Global average pooling over height and width: [b, c, h, w] -> [b, c].
         let x: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3);
-        self.fc.forward(x)
+        linear(&self.fc, x)
     }
 }
