@@ -24,14 +24,16 @@ exact in float32 and the sums rarely need more than 24 bits, so a float32 kernel
 the float64 reference to the last bit; do not rely on that, use a tolerance. Pool inputs keep
 full float32 mantissas (so pool_even / pool_odd have no ties), except pool_ties.
 
-Layout: {"generator", "torch", "cases": [{"name", "op": "conv2d" | "max_pool2d" | "linear", "stride": [sh, sw],
+Layout: {"generator", "torch", "cases": [{"name", "op": "conv2d" | "max_pool2d" | "linear" | "batch_norm", "stride": [sh, sw],
 "padding": [ph, pw], "kernel": [kh, kw], "x_shape", "x", "w_shape", "w", "b", "out_shape", "out",
 "grad_out", "grad_x", "grad_w", "grad_b"}]}. Tensors are flat in row-major (NCHW, and
 [C_out, C_in, kh, kw] for weights) order; w/w_shape/b/grad_w/grad_b are null where the case has
 none (pools, bias-free convs). Convolutions use dilation 1 and groups 1, padding is symmetric
 (zeros). Pools are kernel 2, stride 2, no padding, floor mode (a trailing odd row/column is
 dropped, see "pool_odd"). Linear cases: x [N, d_in], w in burn's layout [d_in, d_out]
-(PyTorch's weight transposed; grad_w in the same layout), y = x w + b.
+(PyTorch's weight transposed; grad_w in the same layout), y = x w + b. Batch-norm cases
+("batch_norm"): training mode, batch statistics with the biased variance, eps 1e-5; w holds
+gamma and b beta (grad_w, grad_b their gradients).
 
 Max-pool ties ("pool_ties", values drawn from {0, 1}): PyTorch's CPU max_pool2d keeps the
 first maximum in row-major window order (it replaces the running max only on a strictly
@@ -205,6 +207,33 @@ def linear_case(seed, name, n, d_in, d_out, bias):
     }
 
 
+# name, N, C, H, W
+NORM_CASES = [
+    ("batch_norm", 3, 4, 5, 6),
+    ("batch_norm_wide", 8, 16, 7, 7),
+]
+
+
+def norm_case(seed, name, n, c, h, w):
+    """Training-mode batch norm (batch statistics, biased variance, eps 1e-5); w = gamma, b = beta."""
+    rng = np.random.default_rng(seed)
+    x = on_grid(rng.standard_normal((n, c, h, w), dtype=np.float32) * 2 + 0.5)
+    gamma = on_grid(rng.standard_normal(c, dtype=np.float32))
+    beta = on_grid(rng.standard_normal(c, dtype=np.float32))
+    xt, gt, bt = (to64(a).requires_grad_(True) for a in (x, gamma, beta))
+    out = F.batch_norm(xt, None, None, gt, bt, training=True, momentum=0.0, eps=1e-5)
+    g = on_grid(rng.standard_normal(tuple(out.shape), dtype=np.float32))
+    out.backward(to64(g))
+    return {
+        "name": name, "op": "batch_norm", "stride": [1, 1], "padding": [0, 0], "kernel": [1, 1],
+        "x_shape": list(x.shape), "x": f32_list(x),
+        "w_shape": [c], "w": f32_list(gamma), "b": f32_list(beta),
+        "out_shape": list(out.shape), "out": f64_list(out),
+        "grad_out": f32_list(g),
+        "grad_x": f64_list(xt.grad), "grad_w": f64_list(gt.grad), "grad_b": f64_list(bt.grad),
+    }
+
+
 def main():
     torch.set_num_threads(1)
     cases = []
@@ -217,6 +246,8 @@ def main():
             print(f"pool_ties: seed {seed}")
     for i, case in enumerate(LINEAR_CASES):
         cases.append(linear_case(3000 + i, *case))
+    for i, case in enumerate(NORM_CASES):
+        cases.append(norm_case(4000 + i, *case))
     doc = {"generator": "tools/make_kernel_fixtures.py", "torch": torch.__version__,
            "cases": cases}
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -191,3 +191,56 @@ fn time_max_pool_fresh_buffers() {
         println!("fresh buffers: alloc {a:?}, forward {:?}", t.elapsed() - a);
     }
 }
+
+#[test]
+#[ignore = "timing, run by hand"]
+fn time_weight_gradient_gemm() {
+    use rayon::prelude::*;
+    // ∂W (64 × 800) += ∂out (64 × 1960) · colsᵀ, cols 800 × 1960 row-major; 13 groups, 2 tasks.
+    let (m, n, k) = (64usize, 800usize, 1960usize);
+    let a = vec![0.5f32; m * k];
+    let cols = vec![0.25f32; n * k];
+    for kk in [196usize, 392, 980, 1960] {
+        let reps = 7 * k / kk;
+        for (label, dst_cs, dst_rs) in [
+            ("row-major ∂W", 1isize, n as isize),
+            ("column-major ∂W", m as isize, 1),
+        ] {
+            let t = Instant::now();
+            (0..2).into_par_iter().for_each(|_| {
+                let mut c = vec![0.0f32; m * n];
+                for g in 0..reps {
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            kk,
+                            c.as_mut_ptr(),
+                            dst_cs,
+                            dst_rs,
+                            g > 0,
+                            a.as_ptr(),
+                            1,
+                            k as isize,
+                            cols.as_ptr(),
+                            k as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            });
+            let e = t.elapsed().as_secs_f64();
+            println!(
+                "dW GEMM k={kk}, {label}: {:.1} ms ({:.0} GFLOP/s)",
+                e * 1e3,
+                14.0 * 2.0 * (m * n * k) as f64 / e / 1e9
+            );
+        }
+    }
+}

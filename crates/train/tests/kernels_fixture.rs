@@ -1,4 +1,4 @@
-//! The convolution, max-pool and linear kernels (`stagewise_train::kernels`) against PyTorch and
+//! The convolution, max-pool, linear and batch-norm kernels (`stagewise_train::kernels`) against PyTorch and
 //! against burn-flex's own operations: forward values and every gradient.
 //!
 //! PyTorch: `tests/fixtures/kernels/kernels.json`, written by `tools/make_kernel_fixtures.py`
@@ -8,7 +8,7 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Distribution, Tensor, TensorData};
 use serde::Deserialize;
 use stagewise_train::kernels;
@@ -144,6 +144,22 @@ fn run_linear(layer: &Linear, x: Tensor<2>, grad_out: Tensor<2>, ours: bool) -> 
     }
 }
 
+fn run_norm(bn: &BatchNorm, x: Tensor<4>, grad_out: Tensor<4>, ours: bool) -> Run {
+    let x = x.require_grad();
+    let out = if ours {
+        kernels::batch_norm(bn, x.clone())
+    } else {
+        bn.forward(x.clone())
+    };
+    let grads = (out.clone() * grad_out).sum().backward();
+    Run {
+        out: values(out),
+        grad_x: values(x.grad(&grads).expect("x gradient")),
+        grad_w: Some(values(bn.gamma.val().grad(&grads).expect("gamma gradient"))),
+        grad_b: Some(values(bn.beta.val().grad(&grads).expect("beta gradient"))),
+    }
+}
+
 fn dims<const D: usize>(shape: &[usize]) -> [usize; D] {
     shape.try_into().expect("tensor rank")
 }
@@ -173,8 +189,8 @@ fn kernels_match_pytorch_forward_and_every_gradient() {
     let fixture = fixture();
     assert_eq!(
         fixture.cases.len(),
-        13,
-        "7 convolutions, 3 max-pools, 3 linear layers"
+        15,
+        "7 convolutions, 3 max-pools, 3 linear layers, 2 batch norms"
     );
     for case in &fixture.cases {
         let run = match case.op.as_str() {
@@ -219,6 +235,17 @@ fn kernels_match_pytorch_forward_and_every_gradient() {
                     .as_deref()
                     .map(|b| Param::from_tensor(tensor(b, [d_out])));
                 run_linear(&layer, x, g, true)
+            }
+            "batch_norm" => {
+                let (x, g) = (
+                    tensor(&case.x, dims(&case.x_shape)),
+                    tensor(&case.grad_out, dims(&case.out_shape)),
+                );
+                let channels = case.x_shape[1];
+                let mut bn = BatchNormConfig::new(channels).init(&training_device());
+                bn.gamma = Param::from_tensor(tensor(case.w.as_deref().unwrap(), [channels]));
+                bn.beta = Param::from_tensor(tensor(case.b.as_deref().unwrap(), [channels]));
+                run_norm(&bn, x, g, true)
             }
             other => panic!("unknown op {other}"),
         };

@@ -413,9 +413,9 @@ pub fn time_op(spec: OpSpec, count: usize, batch: usize, reps: usize) -> OpTimin
             let make = || BatchNormConfig::new(channels).init(&device);
             let (bn, frozen) = (make(), make().no_grad());
             let dims = [b, channels, side, side];
-            let fwd = forward_ms(reps, dims, |x| bn.forward(x));
-            let dx = gradient_ms(reps, dims, true, |x| frozen.forward(x));
-            let dw = gradient_ms(reps, dims, false, |x| bn.forward(x));
+            let fwd = forward_ms(reps, dims, |x| kernels::batch_norm(&bn, x));
+            let dx = gradient_ms(reps, dims, true, |x| kernels::batch_norm(&frozen, x));
+            let dw = gradient_ms(reps, dims, false, |x| kernels::batch_norm(&bn, x));
             (fwd, Some(dx), Some(dw))
         }
         OpSpec::Loss => {

@@ -12,9 +12,10 @@ use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Flex};
+use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Flex};
 use burn::tensor::{Shape, TensorData};
 
+use super::batch_norm::{self, NormGrads, NormShape};
 use super::conv2d::{self, Conv2dGrads, Conv2dShape};
 use super::linear::{self, LinearGrads, LinearShape};
 use super::max_pool2d::{self, PoolShape};
@@ -56,6 +57,21 @@ pub trait StagewiseKernels: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Per-channel batch mean and biased variance of `[batch, channels, h, w]` as a
+    /// `[2, channels]` tensor; never tracked (the normalization's backward step accounts for
+    /// their dependence on `x`).
+    fn stagewise_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Training-mode batch normalization of `x` with the statistics of
+    /// [`stagewise_batch_stats`](Self::stagewise_batch_stats) of the same `x`.
+    fn stagewise_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
     ) -> FloatTensor<Self>;
 }
 
@@ -157,6 +173,44 @@ fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>
     flex_tensor(y, Shape::new([s.batch, s.d_out]))
 }
 
+fn norm_shape(x: &Shape) -> NormShape {
+    NormShape {
+        batch: x[0],
+        channels: x[1],
+        plane: x[2] * x[3],
+    }
+}
+
+fn batch_stats(x: &FlexTensor) -> FlexTensor {
+    let x = contiguous(x);
+    let s = norm_shape(x.layout().shape());
+    let mut stats = vec![0.0f32; 2 * s.channels];
+    let (mean, var) = stats.split_at_mut(s.channels);
+    batch_norm::statistics(&s, x.storage::<f32>(), mean, var);
+    flex_tensor(stats, Shape::new([2, s.channels]))
+}
+
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    stats: &FlexTensor,
+    epsilon: f64,
+) -> FlexTensor {
+    let (x, gamma, beta, stats) = (
+        contiguous(x),
+        contiguous(gamma),
+        contiguous(beta),
+        contiguous(stats),
+    );
+    let s = norm_shape(x.layout().shape());
+    let (mean, var) = stats.storage::<f32>().split_at(s.channels);
+    let mut y = vec![0.0f32; s.len()];
+    let (g, b) = (gamma.storage::<f32>(), beta.storage::<f32>());
+    batch_norm::forward(&s, x.storage::<f32>(), g, b, mean, var, epsilon, &mut y);
+    flex_tensor(y, x.layout().shape().clone())
+}
+
 impl StagewiseKernels for Flex {
     fn stagewise_conv2d(
         x: FlexTensor,
@@ -187,6 +241,20 @@ impl StagewiseKernels for Flex {
 
     fn stagewise_linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         linear_forward(&x, &weight, Some(&bias))
+    }
+
+    fn stagewise_batch_stats(x: FlexTensor) -> FlexTensor {
+        batch_stats(&x)
+    }
+
+    fn stagewise_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        norm_forward(&x, &gamma, &beta, &stats, epsilon)
     }
 }
 
@@ -286,6 +354,46 @@ fn linear_backward<const N: usize>(
     register(&ops, grads, results);
 }
 
+/// The batch statistics and ε of a normalization.
+type NormParams = (FlexTensor, f64);
+
+fn norm_backward(
+    ops: Ops<Checkpointed<NormParams>, 3>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    // `weight` is γ here.
+    let [grad_y, x, gamma] = layer_inputs(&ops, grads, checkpointer);
+    let (stats, epsilon) = (contiguous(&ops.state.params.0), ops.state.params.1);
+    let x_shape = x.layout().shape().clone();
+    let s = norm_shape(&x_shape);
+    let [mut gx, mut gg, mut gb] = buffers(&ops.parents, [s.len(), s.channels, s.channels]);
+    let wanted = NormGrads {
+        x: gx.as_deref_mut(),
+        gamma: gg.as_deref_mut(),
+        beta: gb.as_deref_mut(),
+    };
+    let (mean, var) = stats.storage::<f32>().split_at(s.channels);
+    let (x_values, g_values) = (x.storage::<f32>(), gamma.storage::<f32>());
+    batch_norm::backward(
+        &s,
+        x_values,
+        g_values,
+        mean,
+        var,
+        epsilon,
+        grad_y.storage::<f32>(),
+        wanted,
+    );
+    let channels = || Shape::new([s.channels]);
+    let results = [
+        gx.map(|g| flex_tensor(g, x_shape)),
+        gg.map(|g| flex_tensor(g, channels())),
+        gb.map(|g| flex_tensor(g, channels())),
+    ];
+    register(&ops, grads, results);
+}
+
 /// Declares a backward step with `N` parents that calls `$backward`.
 macro_rules! layer_step {
     ($name:ident, $n:literal, $params:ty, $backward:ident) => {
@@ -311,6 +419,7 @@ layer_step!(ConvNoBias, 2, ConvParams, conv_backward);
 layer_step!(ConvWithBias, 3, ConvParams, conv_backward);
 layer_step!(LinearNoBias, 2, (), linear_backward);
 layer_step!(LinearWithBias, 3, (), linear_backward);
+layer_step!(NormTrain, 3, NormParams, norm_backward);
 
 /// Records `op` (whose parents are `nodes`) with `x` and `weight` checkpointed, and computes
 /// its output with `forward`.
@@ -438,5 +547,31 @@ impl<C: CheckpointStrategy> StagewiseKernels for Autodiff<Flex, C> {
         let forward = || linear_forward(x.primitive(), weight.primitive(), Some(bias.primitive()));
         let nodes = [x.node(), weight.node(), bias.node()];
         record::<_, _, C, _>(LinearWithBias, nodes, &x, &weight, (), forward)
+    }
+
+    fn stagewise_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(batch_stats(x.primitive()))
+    }
+
+    fn stagewise_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let stats = stats.primitive().clone();
+        let forward = || {
+            norm_forward(
+                x.primitive(),
+                gamma.primitive(),
+                beta.primitive(),
+                &stats,
+                epsilon,
+            )
+        };
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let params = (stats.clone(), epsilon);
+        record::<_, _, C, _>(NormTrain, nodes, &x, &gamma, params, forward)
     }
 }

@@ -224,7 +224,27 @@ impl<'a> Mat<'a> {
 /// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)` on the calling thread.
 fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, m: usize, n: usize, k: usize) {
     gemm_into(
-        dst,
+        (dst, false),
+        accumulate,
+        lhs,
+        rhs,
+        [m, n, k],
+        gemm::Parallelism::None,
+    );
+}
+
+/// [`matmul`] into a column-major `dst` (`dst[j·m + i]` is element `(i, j)`): the layout the
+/// GEMM micro-kernels write natively. For the weight gradient's shape (`m = c_out` small,
+/// `k` long) it measured 1.4–2× faster than a row-major `dst`.
+fn matmul_col_major_dst(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    [m, n, k]: [usize; 3],
+) {
+    gemm_into(
+        (dst, true),
         accumulate,
         lhs,
         rhs,
@@ -251,12 +271,13 @@ pub(super) fn matmul_parallel(
     } else {
         gemm::Parallelism::None
     };
-    gemm_into(dst, accumulate, lhs, rhs, [m, n, k], parallelism);
+    gemm_into((dst, false), accumulate, lhs, rhs, [m, n, k], parallelism);
 }
 
-/// The one call into the `gemm` crate.
+/// The one call into the `gemm` crate; `dst` is row-major, or column-major when its flag is
+/// set.
 fn gemm_into(
-    dst: &mut [f32],
+    (dst, col_major): (&mut [f32], bool),
     accumulate: bool,
     lhs: Mat,
     rhs: Mat,
@@ -279,8 +300,8 @@ fn gemm_into(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            if col_major { m as isize } else { 1 },
+            if col_major { 1 } else { n as isize },
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride,
@@ -473,20 +494,26 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
                         let (cols, big) = (&mut cols[..k * n], &mut big[..s.c_out * n]);
                         group_im2col(s, images, cols);
                         regroup_from(s, grad_out, big);
-                        // ∂W (c_out × K) += ∂out (c_out × n) · colsᵀ (n × K)
-                        let cols_t = Mat::transposed(cols, n);
-                        matmul(&mut acc, i > 0, Mat::rows(big, n), cols_t, s.c_out, k, n);
+                        // ∂W (c_out × K) += ∂out (c_out × n) · colsᵀ (n × K), kept
+                        // column-major (as ∂Wᵀ) until the partial sums are added.
+                        let (lhs, cols_t) = (Mat::rows(big, n), Mat::transposed(cols, n));
+                        matmul_col_major_dst(&mut acc, i > 0, lhs, cols_t, [s.c_out, k, n]);
                     }
                 });
                 acc
             })
             .collect();
         let mut parts = partials.into_iter();
-        let first = parts.next().expect("batch is not empty");
-        grad_w.copy_from_slice(&first);
+        let mut sum = parts.next().expect("batch is not empty");
         for part in parts {
-            for (g, p) in grad_w.iter_mut().zip(&part) {
+            for (g, p) in sum.iter_mut().zip(&part) {
                 *g += p;
+            }
+        }
+        // ∂Wᵀ (K × c_out) → ∂W (c_out × K).
+        for (kk, row) in sum.chunks_exact(s.c_out).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                grad_w[c * k + kk] = v;
             }
         }
     }

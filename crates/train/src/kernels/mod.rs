@@ -36,6 +36,7 @@
 //! ```
 
 mod backend;
+pub mod batch_norm;
 pub mod conv2d;
 pub mod linear;
 pub mod max_pool2d;
@@ -47,7 +48,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use burn::backend::Dispatch;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::{DType, Tensor};
 
 use self::max_pool2d::PoolShape;
@@ -205,5 +206,46 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
         }
         None => <Dispatch as StagewiseKernels>::stagewise_linear(x, weight),
     };
+    Tensor::from_dispatch(out)
+}
+
+/// `bn.forward(x)` in training mode (autodiff device, layer not frozen), computed by
+/// [`StagewiseKernels`] for f32 when [`kernel_choice`] is [`KernelChoice::Stagewise`]: batch
+/// statistics and normalization in two passes, and a backward step of its own. The running
+/// statistics are updated as burn's `BatchNorm` does (`(1 − momentum)·running +
+/// momentum·batch`). Inference mode and the other cases use burn's `BatchNorm::forward`.
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let covered = kernel_choice() == KernelChoice::Stagewise
+        && device.is_autodiff()
+        && bn.training.is_enabled()
+        && x.dtype() == DType::F32;
+    if !covered {
+        return bn.forward(x);
+    }
+    let [_, channels, _, _] = x.dims();
+    let stats = <Dispatch as StagewiseKernels>::stagewise_batch_stats(x.clone().into_dispatch());
+    let stats: Tensor<2> = Tensor::from_dispatch(stats);
+    let out = <Dispatch as StagewiseKernels>::stagewise_batch_norm_train(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        stats.clone().into_dispatch(),
+        bn.epsilon,
+    );
+    let row = |r: usize| -> Tensor<1> {
+        stats
+            .clone()
+            .slice([r..r + 1, 0..channels])
+            .reshape([channels])
+            .detach()
+    };
+    let m = bn.momentum;
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean.mul_scalar(1.0 - m).add(row(0).mul_scalar(m));
+    let running_var = running_var.mul_scalar(1.0 - m).add(row(1).mul_scalar(m));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
     Tensor::from_dispatch(out)
 }

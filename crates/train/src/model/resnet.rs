@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::init::SeededInit;
 use super::{Classifier, NUM_CLASSES};
-use crate::kernels::{conv2d, linear};
+use crate::kernels::{batch_norm, conv2d, linear};
 
 /// Channels of the three stages.
 const STAGE_CHANNELS: [usize; 3] = [16, 32, 64];
@@ -25,7 +25,7 @@ fn conv3x3(init: &mut SeededInit, c_in: usize, c_out: usize, stride: usize) -> C
     )
 }
 
-fn batch_norm(init: &SeededInit, channels: usize) -> BatchNorm {
+fn new_batch_norm(init: &SeededInit, channels: usize) -> BatchNorm {
     BatchNormConfig::new(channels).init(init.device())
 }
 
@@ -50,16 +50,16 @@ pub struct BasicBlock {
 impl BasicBlock {
     fn new(init: &mut SeededInit, c_in: usize, c_out: usize, stride: usize) -> Self {
         let conv1 = conv3x3(init, c_in, c_out, stride);
-        let bn1 = batch_norm(init, c_out);
+        let bn1 = new_batch_norm(init, c_out);
         let conv2 = conv3x3(init, c_out, c_out, 1);
-        let bn2 = batch_norm(init, c_out);
+        let bn2 = new_batch_norm(init, c_out);
         let shortcut = (stride != 1 || c_in != c_out).then(|| Projection {
             conv: init.conv2d(
                 Conv2dConfig::new([c_in, c_out], [1, 1])
                     .with_stride([stride, stride])
                     .with_bias(false),
             ),
-            bn: batch_norm(init, c_out),
+            bn: new_batch_norm(init, c_out),
         });
         Self {
             conv1,
@@ -72,11 +72,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let residual = match &self.shortcut {
-            Some(projection) => projection.bn.forward(conv2d(&projection.conv, x.clone())),
+            Some(projection) => batch_norm(&projection.bn, conv2d(&projection.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(conv2d(&self.conv1, x)));
-        let out = self.bn2.forward(conv2d(&self.conv2, out));
+        let out = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         relu(out + residual)
     }
 }
@@ -112,7 +112,7 @@ impl ResNet {
     pub fn new(device: &Device, seed: u64) -> Self {
         let mut init = SeededInit::new(device, seed);
         let stem_conv = conv3x3(&mut init, 1, STAGE_CHANNELS[0], 1);
-        let stem_bn = batch_norm(&init, STAGE_CHANNELS[0]);
+        let stem_bn = new_batch_norm(&init, STAGE_CHANNELS[0]);
         let mut blocks = Vec::with_capacity(STAGE_CHANNELS.len() * BLOCKS_PER_STAGE);
         let mut c_in = STAGE_CHANNELS[0];
         for (stage, &c_out) in STAGE_CHANNELS.iter().enumerate() {
@@ -134,7 +134,7 @@ impl ResNet {
 
 impl Classifier for ResNet {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(conv2d(&self.stem_conv, images)));
+        let mut x = relu(batch_norm(&self.stem_bn, conv2d(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }
