@@ -95,6 +95,9 @@ pub fn forward(s: &PoolShape, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
     assert_eq!(argmax.len(), s.out_len(), "max_pool2d: index length");
     let (plane, out_plane) = (s.plane(), s.out_plane());
     let (ow, [kh, kw], [sh, sw]) = (s.out_width(), s.kernel, s.stride);
+    if s.kernel == [2, 2] && s.stride == [2, 2] {
+        return forward_2x2(s, x, out, argmax);
+    }
     out.par_chunks_mut(out_plane * PLANES_PER_TASK)
         .zip(argmax.par_chunks_mut(out_plane * PLANES_PER_TASK))
         .zip(x.par_chunks(plane * PLANES_PER_TASK))
@@ -122,6 +125,52 @@ pub fn forward(s: &PoolShape, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
                         *best_out = best;
                         // `is_valid` keeps plane indices within u32.
                         *best_at = at as u32;
+                    }
+                }
+            }
+        });
+}
+
+/// The running maximum after `v` at index `i`: `v` wins if it is greater or NaN (branch-free).
+#[inline(always)]
+fn take(best: (f32, u32), v: f32, i: u32) -> (f32, u32) {
+    let wins = v > best.0 || v.is_nan();
+    (if wins { v } else { best.0 }, if wins { i } else { best.1 })
+}
+
+/// [`forward`] for the common 2×2 window with stride 2: two input rows per output row, the
+/// four candidates in PyTorch's order (top-left, top-right, bottom-left, bottom-right).
+fn forward_2x2(s: &PoolShape, x: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+    let (w, ow, oh) = (s.width, s.out_width(), s.out_height());
+    let (plane, out_plane) = (s.plane(), s.out_plane());
+    out.par_chunks_mut(out_plane * PLANES_PER_TASK)
+        .zip(argmax.par_chunks_mut(out_plane * PLANES_PER_TASK))
+        .zip(x.par_chunks(plane * PLANES_PER_TASK))
+        .for_each(|((out, argmax), x)| {
+            for ((out, argmax), x) in out
+                .chunks_exact_mut(out_plane)
+                .zip(argmax.chunks_exact_mut(out_plane))
+                .zip(x.chunks_exact(plane))
+            {
+                for oy in 0..oh {
+                    let top = 2 * oy * w;
+                    let (r0, r1) = (&x[top..top + w], &x[top + w..top + 2 * w]);
+                    let out = &mut out[oy * ow..(oy + 1) * ow];
+                    let argmax = &mut argmax[oy * ow..(oy + 1) * ow];
+                    for (ox, ((o, a), (p0, p1))) in out
+                        .iter_mut()
+                        .zip(argmax.iter_mut())
+                        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+                        .enumerate()
+                    {
+                        // `is_valid` keeps plane indices within u32.
+                        let i = (top + 2 * ox) as u32;
+                        let best = (p0[0], i);
+                        let best = take(best, p0[1], i + 1);
+                        let best = take(best, p1[0], i + w as u32);
+                        let best = take(best, p1[1], i + w as u32 + 1);
+                        *o = best.0;
+                        *a = best.1;
                     }
                 }
             }
