@@ -381,6 +381,41 @@ fn kernels_match_flex_on_the_models_shapes() {
     }
 }
 
+/// A view into a larger tensor (`narrow`) gives the same results as a copy of it: the kernels
+/// read the view's part of the shared storage.
+#[test]
+fn views_read_only_their_part_of_the_storage() {
+    let device = training_device();
+    let conv = Conv2dConfig::new([2, 3], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let bn = BatchNormConfig::new(2).init(&device);
+    let x = Tensor::<4>::random([3, 2, 6, 6], Distribution::Default, &device);
+    for (start, len) in [(0, 1), (1, 2), (2, 1)] {
+        let view = x.clone().narrow(0, start, len);
+        let copy = Tensor::<4>::from_data(view.clone().into_data(), &device);
+        assert_eq!(
+            values(kernels::conv2d(&conv, view.clone())),
+            values(kernels::conv2d(&conv, copy.clone()))
+        );
+        assert_eq!(
+            values(kernels::max_pool2d(&pool, view.clone())),
+            values(kernels::max_pool2d(&pool, copy.clone()))
+        );
+        assert_eq!(
+            values(kernels::batch_norm(&bn, view.clone())),
+            values(kernels::batch_norm(&bn, copy.clone()))
+        );
+        let flat = |t: Tensor<4>| -> Tensor<2> { t.flatten(1, 3) };
+        let layer = LinearConfig::new(72, 4).init(&device);
+        assert_eq!(
+            values(kernels::linear(&layer, flat(view))),
+            values(kernels::linear(&layer, flat(copy)))
+        );
+    }
+}
+
 /// Layers the kernels do not cover (groups, dilation, asymmetric padding) still run, through
 /// burn's own operation.
 #[test]

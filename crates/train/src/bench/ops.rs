@@ -111,90 +111,28 @@ pub fn model_ops(kind: ModelKind) -> Vec<(OpSpec, usize)> {
         bias,
         input_grad,
     };
+    let linear = |d_in, d_out| OpSpec::Linear { d_in, d_out };
+    let relu = |channels, side| OpSpec::Relu { channels, side };
+    let pool = |channels, side| OpSpec::MaxPool { channels, side };
+    let norm = |channels, side| OpSpec::BatchNorm { channels, side };
     match kind {
         ModelKind::Mlp => vec![
-            (
-                OpSpec::Linear {
-                    d_in: 784,
-                    d_out: 512,
-                },
-                1,
-            ),
-            (
-                OpSpec::Relu {
-                    channels: 512,
-                    side: 1,
-                },
-                2,
-            ),
-            (
-                OpSpec::Linear {
-                    d_in: 512,
-                    d_out: 512,
-                },
-                1,
-            ),
-            (
-                OpSpec::Linear {
-                    d_in: 512,
-                    d_out: 10,
-                },
-                1,
-            ),
+            (linear(784, 512), 1),
+            (relu(512, 1), 2),
+            (linear(512, 512), 1),
+            (linear(512, 10), 1),
             (OpSpec::Loss, 1),
         ],
         ModelKind::Cnn => vec![
             (conv(1, 32, 5, 1, 2, 28, true, false), 1),
-            (
-                OpSpec::Relu {
-                    channels: 32,
-                    side: 28,
-                },
-                1,
-            ),
-            (
-                OpSpec::MaxPool {
-                    channels: 32,
-                    side: 28,
-                },
-                1,
-            ),
+            (relu(32, 28), 1),
+            (pool(32, 28), 1),
             (conv(32, 64, 5, 1, 2, 14, true, true), 1),
-            (
-                OpSpec::Relu {
-                    channels: 64,
-                    side: 14,
-                },
-                1,
-            ),
-            (
-                OpSpec::MaxPool {
-                    channels: 64,
-                    side: 14,
-                },
-                1,
-            ),
-            (
-                OpSpec::Linear {
-                    d_in: 3136,
-                    d_out: 256,
-                },
-                1,
-            ),
-            (
-                OpSpec::Relu {
-                    channels: 256,
-                    side: 1,
-                },
-                1,
-            ),
-            (
-                OpSpec::Linear {
-                    d_in: 256,
-                    d_out: 10,
-                },
-                1,
-            ),
+            (relu(64, 14), 1),
+            (pool(64, 14), 1),
+            (linear(3136, 256), 1),
+            (relu(256, 1), 1),
+            (linear(256, 10), 1),
             (OpSpec::Loss, 1),
         ],
         ModelKind::ResNet => vec![
@@ -206,55 +144,13 @@ pub fn model_ops(kind: ModelKind) -> Vec<(OpSpec, usize)> {
             (conv(32, 64, 3, 2, 1, 14, false, true), 1),
             (conv(32, 64, 1, 2, 0, 14, false, true), 1),
             (conv(64, 64, 3, 1, 1, 7, false, true), 5),
-            (
-                OpSpec::BatchNorm {
-                    channels: 16,
-                    side: 28,
-                },
-                7,
-            ),
-            (
-                OpSpec::BatchNorm {
-                    channels: 32,
-                    side: 14,
-                },
-                7,
-            ),
-            (
-                OpSpec::BatchNorm {
-                    channels: 64,
-                    side: 7,
-                },
-                7,
-            ),
-            (
-                OpSpec::Relu {
-                    channels: 16,
-                    side: 28,
-                },
-                7,
-            ),
-            (
-                OpSpec::Relu {
-                    channels: 32,
-                    side: 14,
-                },
-                6,
-            ),
-            (
-                OpSpec::Relu {
-                    channels: 64,
-                    side: 7,
-                },
-                6,
-            ),
-            (
-                OpSpec::Linear {
-                    d_in: 64,
-                    d_out: 10,
-                },
-                1,
-            ),
+            (norm(16, 28), 7),
+            (norm(32, 14), 7),
+            (norm(64, 7), 7),
+            (relu(16, 28), 7),
+            (relu(32, 14), 6),
+            (relu(64, 7), 6),
+            (linear(64, 10), 1),
             (OpSpec::Loss, 1),
         ],
     }

@@ -75,13 +75,21 @@ pub trait StagewiseKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `t` itself when its values are contiguous from offset 0 (a cheap clone), else a copy.
+/// `t` itself when its values are contiguous (a cheap clone), else a contiguous copy. Read the
+/// values with [`f32s`]: a view (e.g. `narrow`) may start inside a larger buffer.
 fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
+    if t.is_contiguous() {
         t.clone()
     } else {
         t.to_contiguous()
     }
+}
+
+/// The values of a contiguous f32 tensor: its part of the storage it shares.
+fn f32s(t: &FlexTensor) -> &[f32] {
+    let start = t.layout().start_offset();
+    let len = t.layout().shape().num_elements();
+    &t.storage::<f32>()[start..start + len]
 }
 
 fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
@@ -114,14 +122,8 @@ fn conv_forward(
     let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
     let s = conv_shape(x.layout().shape(), weight.layout().shape(), stride, padding);
     let mut out = vec![0.0f32; s.out_len()];
-    let bias = bias.as_ref().map(|b| b.storage::<f32>());
-    conv2d::forward(
-        &s,
-        x.storage::<f32>(),
-        weight.storage::<f32>(),
-        bias,
-        &mut out,
-    );
+    let bias = bias.as_ref().map(f32s);
+    conv2d::forward(&s, f32s(&x), f32s(&weight), bias, &mut out);
     flex_tensor(
         out,
         Shape::new([s.batch, s.c_out, s.out_height(), s.out_width()]),
@@ -145,7 +147,7 @@ fn pool_forward(x: &FlexTensor, kernel: [usize; 2], stride: [usize; 2]) -> (Flex
     let s = pool_shape(&x_shape, kernel, stride);
     let mut out = vec![0.0f32; s.out_len()];
     let mut argmax = vec![0u32; s.out_len()];
-    max_pool2d::forward(&s, x.storage::<f32>(), &mut out, &mut argmax);
+    max_pool2d::forward(&s, f32s(&x), &mut out, &mut argmax);
     let shape = Shape::new([x_shape[0], x_shape[1], s.out_height(), s.out_width()]);
     (flex_tensor(out, shape), argmax)
 }
@@ -162,14 +164,8 @@ fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>
     let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
     let s = linear_shape(x.layout().shape(), weight.layout().shape());
     let mut y = vec![0.0f32; s.batch * s.d_out];
-    let bias = bias.as_ref().map(|b| b.storage::<f32>());
-    linear::forward(
-        &s,
-        x.storage::<f32>(),
-        weight.storage::<f32>(),
-        bias,
-        &mut y,
-    );
+    let bias = bias.as_ref().map(f32s);
+    linear::forward(&s, f32s(&x), f32s(&weight), bias, &mut y);
     flex_tensor(y, Shape::new([s.batch, s.d_out]))
 }
 
@@ -186,7 +182,7 @@ fn batch_stats(x: &FlexTensor) -> FlexTensor {
     let s = norm_shape(x.layout().shape());
     let mut stats = vec![0.0f32; 2 * s.channels];
     let (mean, var) = stats.split_at_mut(s.channels);
-    batch_norm::statistics(&s, x.storage::<f32>(), mean, var);
+    batch_norm::statistics(&s, f32s(&x), mean, var);
     flex_tensor(stats, Shape::new([2, s.channels]))
 }
 
@@ -204,10 +200,10 @@ fn norm_forward(
         contiguous(stats),
     );
     let s = norm_shape(x.layout().shape());
-    let (mean, var) = stats.storage::<f32>().split_at(s.channels);
+    let (mean, var) = f32s(&stats).split_at(s.channels);
     let mut y = vec![0.0f32; s.len()];
-    let (g, b) = (gamma.storage::<f32>(), beta.storage::<f32>());
-    batch_norm::forward(&s, x.storage::<f32>(), g, b, mean, var, epsilon, &mut y);
+    let (g, b) = (f32s(&gamma), f32s(&beta));
+    batch_norm::forward(&s, f32s(&x), g, b, mean, var, epsilon, &mut y);
     flex_tensor(y, x.layout().shape().clone())
 }
 
@@ -319,8 +315,8 @@ fn conv_backward<const N: usize>(
         weight: gw.as_deref_mut(),
         bias: gb.as_deref_mut(),
     };
-    let (x_values, w_values) = (x.storage::<f32>(), weight.storage::<f32>());
-    conv2d::backward(&s, x_values, w_values, grad_out.storage::<f32>(), wanted);
+    let (x_values, w_values) = (f32s(&x), f32s(&weight));
+    conv2d::backward(&s, x_values, w_values, f32s(&grad_out), wanted);
     let results = [
         gx.map(|g| flex_tensor(g, x_shape)),
         gw.map(|g| flex_tensor(g, w_shape)),
@@ -344,8 +340,8 @@ fn linear_backward<const N: usize>(
         weight: gw.as_deref_mut(),
         bias: gb.as_deref_mut(),
     };
-    let (x_values, w_values) = (x.storage::<f32>(), weight.storage::<f32>());
-    linear::backward(&s, x_values, w_values, grad_y.storage::<f32>(), wanted);
+    let (x_values, w_values) = (f32s(&x), f32s(&weight));
+    linear::backward(&s, x_values, w_values, f32s(&grad_y), wanted);
     let results = [
         gx.map(|g| flex_tensor(g, x_shape)),
         gw.map(|g| flex_tensor(g, w_shape)),
@@ -373,8 +369,8 @@ fn norm_backward(
         gamma: gg.as_deref_mut(),
         beta: gb.as_deref_mut(),
     };
-    let (mean, var) = stats.storage::<f32>().split_at(s.channels);
-    let (x_values, g_values) = (x.storage::<f32>(), gamma.storage::<f32>());
+    let (mean, var) = f32s(&stats).split_at(s.channels);
+    let (x_values, g_values) = (f32s(&x), f32s(&gamma));
     batch_norm::backward(
         &s,
         x_values,
@@ -382,7 +378,7 @@ fn norm_backward(
         mean,
         var,
         epsilon,
-        grad_y.storage::<f32>(),
+        f32s(&grad_y),
         wanted,
     );
     let channels = || Shape::new([s.channels]);
@@ -470,12 +466,7 @@ impl Backward<Flex, 1> for MaxPool {
         };
         let state = ops.state;
         let mut grad_x = vec![0.0f32; state.shape.input_len()];
-        max_pool2d::backward(
-            &state.shape,
-            grad_out.storage::<f32>(),
-            &state.argmax,
-            &mut grad_x,
-        );
+        max_pool2d::backward(&state.shape, f32s(&grad_out), &state.argmax, &mut grad_x);
         grads.register::<Flex>(parent.id, flex_tensor(grad_x, state.x_shape));
     }
 }
