@@ -39,8 +39,8 @@ enum Command {
     Ps(commands::ps::PsArgs),
 }
 
-/// mimalloc's `mi_option_purge_delay` (mimalloc.h, v2): how long freed memory is kept before it
-/// is returned to the system.
+/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc.h, v2 and v3; the
+/// crate builds v3): how long freed memory is kept before it is returned to the system.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> std::process::ExitCode {

@@ -88,7 +88,7 @@ pub fn init_global_pool(requested: Option<usize>) -> Result<usize, ThreadsError>
 #[serde(rename_all = "kebab-case")]
 pub enum KernelSplit {
     /// Each of the M workers gets its own pool of `max(1, T / M)` threads (the default: it was
-    /// the fastest in `stagewise bench asgd-split`, see docs/benchmarks.md).
+    /// the fastest or tied at every M in `stagewise bench asgd-split`, see docs/asgd.md).
     #[default]
     PerWorker,
     /// All workers submit their kernels to the one global pool of T threads.
