@@ -294,8 +294,18 @@ fn progress_bar(show: bool, steps: u64, epoch: u64, total: u64) -> ProgressBar {
     bar
 }
 
-/// Runs epochs from `state.epochs_done` to the end of the plan (or `stop_after_epochs`).
+/// Runs epochs from `state.epochs_done` to the end of the plan (or `stop_after_epochs`), on a
+/// thread of the compute pool ([`crate::threads::on_pool`]).
 fn run(
+    config: &TrainConfig,
+    out_dir: &Path,
+    opts: &RunOptions,
+    state: RunState,
+) -> Result<Summary, TrainError> {
+    crate::threads::on_pool(|| run_epochs(config, out_dir, opts, state))
+}
+
+fn run_epochs(
     config: &TrainConfig,
     out_dir: &Path,
     opts: &RunOptions,

@@ -44,8 +44,13 @@ pub struct TrainBench {
 }
 
 /// Times `steps` training steps (after `warmup` untimed ones) of `model` with QHM at batch
-/// size `batch_size`, on synthetic 28×28 images (the cost does not depend on pixel values).
+/// size `batch_size`, on synthetic 28×28 images (the cost does not depend on pixel values),
+/// on a thread of the compute pool as in training ([`crate::threads::on_pool`]).
 pub fn bench_train(kind: ModelKind, batch_size: usize, steps: usize, warmup: usize) -> TrainBench {
+    crate::threads::on_pool(|| time_steps(kind, batch_size, steps, warmup))
+}
+
+fn time_steps(kind: ModelKind, batch_size: usize, steps: usize, warmup: usize) -> TrainBench {
     let device = training_device();
     let data = synthetic(&SyntheticConfig {
         train_size: batch_size * 8,

@@ -348,10 +348,12 @@ pub fn time_op(spec: OpSpec, count: usize, batch: usize, reps: usize) -> OpTimin
 
 /// Times every operation of `kind`'s training step at batch size `batch`.
 pub fn bench_ops(kind: ModelKind, batch: usize, reps: usize) -> Vec<OpTiming> {
-    model_ops(kind)
-        .into_iter()
-        .map(|(spec, count)| time_op(spec, count, batch, reps))
-        .collect()
+    crate::threads::on_pool(|| {
+        model_ops(kind)
+            .into_iter()
+            .map(|(spec, count)| time_op(spec, count, batch, reps))
+            .collect()
+    })
 }
 
 /// Multiply–adds of `kind`'s forward pass per image (convolutions and linear layers).

@@ -9,8 +9,10 @@
 //! - input gradient: `∂cols = Wᵀ · ∂out[n]`, folded back onto the image (col2im)
 //! - bias gradient: `∂b[c] = Σₙ Σₗ ∂out[n, c, l]`
 //!
-//! Images are spread over the current rayon pool; each GEMM runs on one thread (the `gemm`
-//! crate's kernels, AVX2/AVX-512/NEON chosen at run time).
+//! Images are spread over the current rayon pool in small groups whose column matrices are
+//! built side by side and fit in the L2 cache; each image's GEMMs read and write its block of
+//! them in place ([`super::matmul`]'s strided views) and run on one thread (the `gemm` crate's
+//! kernels, AVX2/AVX-512/NEON chosen at run time).
 //!
 //! ```
 //! use stagewise_train::kernels::conv2d::{self, Conv2dShape};
@@ -25,6 +27,8 @@
 //! ```
 
 use rayon::prelude::*;
+
+use super::matmul::{matmul, with_scratch, Mat, MatMut};
 
 /// The sizes of one convolution: input `[batch, c_in, height, width]`, weight
 /// `[c_out, c_in, kernel[0], kernel[1]]`, symmetric zero padding, dilation 1, one group.
@@ -193,174 +197,21 @@ fn valid_range(ow: usize, stride: usize, kx: usize, pad: usize, width: usize) ->
     (lo, hi.max(lo))
 }
 
-/// A row-major matrix view for [`matmul`], optionally read transposed.
-#[derive(Clone, Copy)]
-pub(super) struct Mat<'a> {
-    data: &'a [f32],
-    row_stride: isize,
-    col_stride: isize,
-}
+/// Values of a group's column matrix (`K × g·L`) that [`group_size`] aims to stay within, so
+/// that it is still in the L2 cache when the GEMMs read it: 1 MiB, one core's L2 on the
+/// benchmark machine. Measured on the cnn at batch 128 (docs/benchmarks.md): 2 MiB and 4 MiB
+/// groups were 5–15% slower per step, 512 KiB and 256 KiB the same.
+const TARGET_COLUMN_VALUES: usize = 1 << 18;
 
-impl<'a> Mat<'a> {
-    /// A `_ × cols` row-major matrix.
-    pub(super) fn rows(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a `_ × cols` row-major matrix.
-    pub(super) fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            row_stride: 1,
-            col_stride: cols as isize,
-        }
-    }
-}
-
-/// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)` on the calling thread.
-fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, m: usize, n: usize, k: usize) {
-    gemm_into(
-        (dst, false),
-        accumulate,
-        lhs,
-        rhs,
-        [m, n, k],
-        gemm::Parallelism::None,
-    );
-}
-
-/// [`matmul`] into a column-major `dst` (`dst[j·m + i]` is element `(i, j)`): the layout the
-/// GEMM micro-kernels write natively. For the weight gradient's shape (`m = c_out` small,
-/// `k` long) it measured 1.4–2× faster than a row-major `dst`.
-fn matmul_col_major_dst(
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    [m, n, k]: [usize; 3],
-) {
-    gemm_into(
-        (dst, true),
-        accumulate,
-        lhs,
-        rhs,
-        [m, n, k],
-        gemm::Parallelism::None,
-    );
-}
-
-/// Multiply–adds below which a GEMM stays on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
-
-/// [`matmul`] spread over the current rayon pool (when it is large enough to gain from it).
-pub(super) fn matmul_parallel(
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    m: usize,
-    n: usize,
-    k: usize,
-) {
-    let parallelism = if m * n * k >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    gemm_into((dst, false), accumulate, lhs, rhs, [m, n, k], parallelism);
-}
-
-/// The one call into the `gemm` crate; `dst` is row-major, or column-major when its flag is
-/// set.
-fn gemm_into(
-    (dst, col_major): (&mut [f32], bool),
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    [m, n, k]: [usize; 3],
-    parallelism: gemm::Parallelism,
-) {
-    assert!(dst.len() >= m * n, "matmul: destination too short");
-    let span = |mat: Mat, r: usize, c: usize| {
-        (r.saturating_sub(1)) * mat.row_stride as usize
-            + (c.saturating_sub(1)) * mat.col_stride as usize
-            + 1
-    };
-    assert!(lhs.data.len() >= span(lhs, m, k), "matmul: lhs too short");
-    assert!(rhs.data.len() >= span(rhs, k, n), "matmul: rhs too short");
-    // SAFETY: the asserts above keep every index the GEMM reads or writes inside the slices;
-    // `dst` is borrowed mutably, so it does not alias `lhs` or `rhs`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            if col_major { m as isize } else { 1 },
-            if col_major { 1 } else { n as isize },
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.data.as_ptr(),
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// Columns per GEMM that [`group_size`] aims for at least: a few images' worth for small
-/// planes, so the GEMMs are wide enough for the micro-kernels and the weight is packed once per
-/// group.
-const TARGET_COLUMNS: usize = 2048;
-
-/// Values of a group's column matrix (`K × columns`) that [`group_size`] allows when `K` is
-/// small (the first layer's `K` is 25): wider groups there, still within the L2 cache's reach.
-const TARGET_COLUMN_VALUES: usize = 1 << 19;
-
-thread_local! {
-    /// Per-thread work buffers (column matrices, regrouped gradients), kept between calls so
-    /// that a training step neither allocates nor page-faults them again.
-    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const {
-        std::cell::RefCell::new([Vec::new(), Vec::new()])
-    };
-}
-
-/// Runs `f` with this thread's two scratch buffers of at least `a` and `b` values (contents
-/// unspecified); fresh buffers if they are in use (a nested call).
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let [x, y] = &mut *bufs;
-            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
-            }
-            f(&mut x[..a], &mut y[..b])
-        }
-        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
-    })
-}
-
-/// Images per GEMM: about [`TARGET_COLUMNS`] columns (more when `K` is small), but at least
-/// two groups per thread while the batch allows.
+/// Images whose column matrices are built together: as many as fit in
+/// [`TARGET_COLUMN_VALUES`] (at least one), but at least two groups per thread while the batch
+/// allows. Each image still gets its own GEMMs (on its block of the group's matrix), so the
+/// group size changes how the work is batched, not the result.
 fn group_size(s: &Conv2dShape) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    let columns = TARGET_COLUMNS.max(TARGET_COLUMN_VALUES / s.col_rows());
-    let by_width = (columns / s.out_plane()).max(1);
+    let by_cache = (TARGET_COLUMN_VALUES / (s.col_rows() * s.out_plane())).max(1);
     let by_parallelism = s.batch.div_ceil(2 * threads).max(1);
-    by_width.min(by_parallelism)
+    by_cache.min(by_parallelism)
 }
 
 /// Fills `cols` (`K × g·L`) with the column matrices of `images` side by side.
@@ -368,18 +219,6 @@ fn group_im2col(s: &Conv2dShape, images: &[f32], cols: &mut [f32]) {
     let (l, count) = (s.out_plane(), images.len() / s.image_len());
     for (i, image) in images.chunks_exact(s.image_len()).enumerate() {
         im2col(s, image, &mut cols[i * l..], count * l);
-    }
-}
-
-/// Copies a group matrix `[c_out, g·L]` out into per-image planes `[g, c_out, L]`.
-fn ungroup(s: &Conv2dShape, group: &[f32], per_image: &mut [f32]) {
-    let l = s.out_plane();
-    let count = per_image.len() / (s.c_out * l);
-    for (i, image) in per_image.chunks_exact_mut(s.c_out * l).enumerate() {
-        for (ch, plane) in image.chunks_exact_mut(l).enumerate() {
-            let at = ch * count * l + i * l;
-            plane.copy_from_slice(&group[at..at + l]);
-        }
     }
 }
 
@@ -397,27 +236,24 @@ pub fn forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>,
         .zip(x.par_chunks(s.image_len() * g))
         .for_each(|(out, images)| {
             let n = (images.len() / s.image_len()) * l;
-            with_scratch(k * n, s.c_out * n, |cols, big| {
+            with_scratch(k * n, 0, |cols, _| {
                 group_im2col(s, images, cols);
-                let accumulate = match bias {
-                    Some(b) => {
-                        for (row, &v) in big.chunks_exact_mut(n).zip(b) {
+                // out[i] (c_out × L) = W (c_out × K) · cols[:, i·L..] (K × L, rows n apart)
+                for (i, out) in out.chunks_exact_mut(s.c_out * l).enumerate() {
+                    if let Some(b) = bias {
+                        for (row, &v) in out.chunks_exact_mut(l).zip(b) {
                             row.fill(v);
                         }
-                        true
                     }
-                    None => false,
-                };
-                matmul(
-                    big,
-                    accumulate,
-                    Mat::rows(weight, k),
-                    Mat::rows(cols, n),
-                    s.c_out,
-                    n,
-                    k,
-                );
-                ungroup(s, big, out);
+                    let (w, cols) = (Mat::rows(weight, k), Mat::rows(&cols[i * l..], n));
+                    matmul(
+                        MatMut::rows(out, l),
+                        bias.is_some(),
+                        w,
+                        cols,
+                        [s.c_out, l, k],
+                    );
+                }
             });
         });
 }
@@ -458,11 +294,13 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             .zip(grad_out.par_chunks(out_image * g))
             .for_each(|(grad_images, grad_out)| {
                 let n = (grad_out.len() / out_image) * l;
-                with_scratch(k * n, s.c_out * n, |cols, big| {
-                    regroup_from(s, grad_out, big);
-                    // ∂cols (K × n) = Wᵀ (K × c_out) · ∂out (c_out × n)
+                with_scratch(k * n, 0, |cols, _| {
+                    // ∂cols[:, i·L..] (K × L, rows n apart) = Wᵀ (K × c_out) · ∂out[i] (c_out × L)
                     let wt = Mat::transposed(weight, k);
-                    matmul(cols, false, wt, Mat::rows(big, n), k, n, s.c_out);
+                    for (i, grad_out) in grad_out.chunks_exact(out_image).enumerate() {
+                        let dst = MatMut::rows(&mut cols[i * l..], n);
+                        matmul(dst, false, wt, Mat::rows(grad_out, l), [k, l, s.c_out]);
+                    }
                     for (i, grad_image) in grad_images.chunks_exact_mut(s.image_len()).enumerate() {
                         grad_image.fill(0.0);
                         col2im_add(s, &cols[i * l..], grad_image, n);
@@ -485,19 +323,22 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             .zip(grad_out.par_chunks(out_image * per_task))
             .map(|(images, grad_outs)| {
                 let mut acc = vec![0.0f32; s.weight_len()];
-                with_scratch(k * l * g, out_image * g, |cols, big| {
+                with_scratch(k * l * g, 0, |cols, _| {
                     let groups = images
                         .chunks(s.image_len() * g)
                         .zip(grad_outs.chunks(out_image * g));
-                    for (i, (images, grad_out)) in groups.enumerate() {
+                    for (j, (images, grad_outs)) in groups.enumerate() {
                         let n = (images.len() / s.image_len()) * l;
-                        let (cols, big) = (&mut cols[..k * n], &mut big[..s.c_out * n]);
+                        let cols = &mut cols[..k * n];
                         group_im2col(s, images, cols);
-                        regroup_from(s, grad_out, big);
-                        // ∂W (c_out × K) += ∂out (c_out × n) · colsᵀ (n × K), kept
-                        // column-major (as ∂Wᵀ) until the partial sums are added.
-                        let (lhs, cols_t) = (Mat::rows(big, n), Mat::transposed(cols, n));
-                        matmul_col_major_dst(&mut acc, i > 0, lhs, cols_t, [s.c_out, k, n]);
+                        // ∂W (c_out × K) += ∂out[i] (c_out × L) · cols[:, i·L..]ᵀ (L × K),
+                        // kept column-major (as ∂Wᵀ) until the partial sums are added.
+                        for (i, grad_out) in grad_outs.chunks_exact(out_image).enumerate() {
+                            let (lhs, cols_t) =
+                                (Mat::rows(grad_out, l), Mat::transposed(&cols[i * l..], n));
+                            let dst = MatMut::col_major(&mut acc, s.c_out);
+                            matmul(dst, j + i > 0, lhs, cols_t, [s.c_out, k, l]);
+                        }
                     }
                 });
                 acc
@@ -515,18 +356,6 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             for (c, &v) in row.iter().enumerate() {
                 grad_w[c * k + kk] = v;
             }
-        }
-    }
-}
-
-/// Copies the read-only per-image planes `[g, c_out, L]` into a group matrix `[c_out, g·L]`.
-fn regroup_from(s: &Conv2dShape, per_image: &[f32], group: &mut [f32]) {
-    let l = s.out_plane();
-    let count = per_image.len() / (s.c_out * l);
-    for (i, image) in per_image.chunks_exact(s.c_out * l).enumerate() {
-        for (ch, plane) in image.chunks_exact(l).enumerate() {
-            let at = ch * count * l + i * l;
-            group[at..at + l].copy_from_slice(plane);
         }
     }
 }

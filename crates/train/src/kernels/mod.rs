@@ -14,7 +14,7 @@
 //! weight gradient as a convolution whose kernel is the whole output gradient, and its input
 //! gradient as a transposed convolution; its max-pool backward scatters one element at a time;
 //! its linear backward copies the transposed operands. The kernels here are im2col + GEMM over
-//! several images at once (the `gemm` crate, AVX-512 where the CPU has it), a branch-free
+//! cache-sized groups of images (the `gemm` crate, AVX-512 where the CPU has it), a branch-free
 //! max-pool, and GEMMs that read transposes through strides.
 //!
 //! ```
@@ -39,6 +39,7 @@ mod backend;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod linear;
+mod matmul;
 pub mod max_pool2d;
 
 pub use backend::StagewiseKernels;
