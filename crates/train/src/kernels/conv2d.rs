@@ -214,11 +214,66 @@ fn group_size(s: &Conv2dShape) -> usize {
     by_cache.min(by_parallelism)
 }
 
-/// Fills `cols` (`K × g·L`) with the column matrices of `images` side by side.
-fn group_im2col(s: &Conv2dShape, images: &[f32], cols: &mut [f32]) {
+/// Values a vector copy of the stride-1 [`group_im2col`] moves at once (one AVX-512 register).
+const LANES: usize = 16;
+
+/// Scratch lengths for [`group_im2col`] of `count` images: the column matrix (`K × count·L`,
+/// plus [`LANES`] of slack) and the zero-padded copies of the images.
+fn im2col_scratch(s: &Conv2dShape, count: usize) -> (usize, usize) {
+    let padded = (s.height + 2 * s.padding[0]) * (s.width + 2 * s.padding[1]);
+    let cols = s.col_rows() * count * s.out_plane() + LANES;
+    (cols, count * s.c_in * padded + LANES)
+}
+
+/// Fills `cols` (`K × g·L`, then scratch) with the column matrices of `images` side by side;
+/// `padded` is scratch of the length [`im2col_scratch`] gives.
+///
+/// Stride 1 takes a faster path: the images are first copied into zero-padded planes, so that
+/// every output row `oy` of a column-matrix row is one run of `out_w` values with no bounds to
+/// check; each run is copied as whole [`LANES`]-value vectors, running past its end into values
+/// that are written later (runs are written in increasing address order, and the slack
+/// absorbs the last). The copies of 10–30 values were a third of the old path's time.
+fn group_im2col(s: &Conv2dShape, images: &[f32], cols: &mut [f32], padded: &mut [f32]) {
     let (l, count) = (s.out_plane(), images.len() / s.image_len());
-    for (i, image) in images.chunks_exact(s.image_len()).enumerate() {
-        im2col(s, image, &mut cols[i * l..], count * l);
+    let n = count * l;
+    if s.stride != [1, 1] {
+        for (i, image) in images.chunks_exact(s.image_len()).enumerate() {
+            im2col(s, image, &mut cols[i * l..], n);
+        }
+        return;
+    }
+    let (hp, wp) = (s.height + 2 * s.padding[0], s.width + 2 * s.padding[1]);
+    let (oh, ow) = (s.out_height(), s.out_width());
+    let plane = hp * wp;
+    padded.fill(0.0);
+    for (dst, src) in padded
+        .chunks_exact_mut(plane)
+        .zip(images.chunks_exact(s.height * s.width))
+    {
+        for (y, row) in src.chunks_exact(s.width).enumerate() {
+            let at = (y + s.padding[0]) * wp + s.padding[1];
+            dst[at..at + s.width].copy_from_slice(row);
+        }
+    }
+    let [kh, kw] = s.kernel;
+    let mut r = 0;
+    for c in 0..s.c_in {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for i in 0..count {
+                    let src = (i * s.c_in + c) * plane + ky * wp + kx;
+                    let dst = r * n + i * l;
+                    for oy in 0..oh {
+                        let (src, dst) = (src + oy * wp, dst + oy * ow);
+                        for v in (0..ow).step_by(LANES) {
+                            cols[dst + v..dst + v + LANES]
+                                .copy_from_slice(&padded[src + v..src + v + LANES]);
+                        }
+                    }
+                }
+                r += 1;
+            }
+        }
     }
 }
 
@@ -235,9 +290,11 @@ pub fn forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>,
     out.par_chunks_mut(s.c_out * l * g)
         .zip(x.par_chunks(s.image_len() * g))
         .for_each(|(out, images)| {
-            let n = (images.len() / s.image_len()) * l;
-            with_scratch(k * n, 0, |cols, _| {
-                group_im2col(s, images, cols);
+            let count = images.len() / s.image_len();
+            let n = count * l;
+            let (cols_len, padded_len) = im2col_scratch(s, count);
+            with_scratch(cols_len, padded_len, |cols, padded| {
+                group_im2col(s, images, cols, padded);
                 // out[i] (c_out × L) = W (c_out × K) · cols[:, i·L..] (K × L, rows n apart)
                 for (i, out) in out.chunks_exact_mut(s.c_out * l).enumerate() {
                     if let Some(b) = bias {
@@ -323,14 +380,17 @@ pub fn backward(s: &Conv2dShape, x: &[f32], weight: &[f32], grad_out: &[f32], gr
             .zip(grad_out.par_chunks(out_image * per_task))
             .map(|(images, grad_outs)| {
                 let mut acc = vec![0.0f32; s.weight_len()];
-                with_scratch(k * l * g, 0, |cols, _| {
+                let (cols_len, padded_len) = im2col_scratch(s, g);
+                with_scratch(cols_len, padded_len, |cols, padded| {
                     let groups = images
                         .chunks(s.image_len() * g)
                         .zip(grad_outs.chunks(out_image * g));
                     for (j, (images, grad_outs)) in groups.enumerate() {
-                        let n = (images.len() / s.image_len()) * l;
-                        let cols = &mut cols[..k * n];
-                        group_im2col(s, images, cols);
+                        let count = images.len() / s.image_len();
+                        let n = count * l;
+                        let (cols_len, padded_len) = im2col_scratch(s, count);
+                        let (cols, padded) = (&mut cols[..cols_len], &mut padded[..padded_len]);
+                        group_im2col(s, images, cols, padded);
                         // ∂W (c_out × K) += ∂out[i] (c_out × L) · cols[:, i·L..]ᵀ (L × K),
                         // kept column-major (as ∂Wᵀ) until the partial sums are added.
                         for (i, grad_out) in grad_outs.chunks_exact(out_image).enumerate() {
@@ -484,5 +544,33 @@ mod tests {
             .map(|(a, b)| f64::from(*a) * f64::from(*b))
             .sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn the_stride_one_path_builds_the_same_columns_as_the_general_one() {
+        // Runs shorter and longer than a vector, with and without padding, several images.
+        for (kernel, padding, h, w) in [(5, 2, 14, 14), (3, 1, 9, 40), (3, 0, 6, 5), (1, 0, 4, 17)]
+        {
+            let s = Conv2dShape {
+                batch: 3,
+                c_in: 2,
+                height: h,
+                width: w,
+                c_out: 1,
+                kernel: [kernel, kernel],
+                stride: [1, 1],
+                padding: [padding, padding],
+            };
+            let (l, n) = (s.out_plane(), 3 * s.out_plane());
+            let x = values(s.input_len(), 5);
+            let mut expected = vec![0.0; s.col_rows() * n];
+            for (i, image) in x.chunks_exact(s.image_len()).enumerate() {
+                im2col(&s, image, &mut expected[i * l..], n);
+            }
+            let (cols_len, padded_len) = im2col_scratch(&s, 3);
+            let (mut cols, mut padded) = (vec![f32::NAN; cols_len], vec![f32::NAN; padded_len]);
+            group_im2col(&s, &x, &mut cols, &mut padded);
+            assert_eq!(&cols[..expected.len()], &expected[..], "{s:?}");
+        }
     }
 }
