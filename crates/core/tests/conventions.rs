@@ -1,5 +1,5 @@
 //! Property tests: the special cases of QHM equal each other under the documented conversions
-//! (theory.md §1), on noisy quadratics (gradients depend on the iterate), in f64.
+//! (docs/theory.md §1), on noisy quadratics (gradients depend on the iterate), in f64.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

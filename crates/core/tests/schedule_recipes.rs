@@ -58,7 +58,7 @@ fn stagewise_keeps_the_invariants() {
 
 #[test]
 fn stagewise_reproduces_pc_schedule() {
-    // PC (theory.md §2): 75 epochs, drop 2, b 256 → 32, β 0.9 → 0.947 → 0.973 → 0.986.
+    // PC (docs/theory.md §2): 75 epochs, drop 2, b 256 → 32, β 0.9 → 0.947 → 0.973 → 0.986.
     let p = RecipeParams {
         lr: 0.1,
         momentum: 0.9,

@@ -1,4 +1,4 @@
-//! ASGD (theory.md §4): delayed-SGD variance and stability against simulation, the implicit
+//! ASGD (docs/theory.md §4): delayed-SGD variance and stability against simulation, the implicit
 //! momentum of geometric staleness, staleness statistics and the lr recommendation.
 
 mod theory_common;
@@ -102,7 +102,7 @@ fn staleness_stability_threshold_by_simulation() {
             above > 1e6,
             "τ={tau} should diverge above the limit: {above}"
         );
-        // The π/(2τ+1) approximation of theory.md overestimates the limit.
+        // The π/(2τ+1) approximation of docs/theory.md overestimates the limit.
         assert!(staleness_stability_limit_approx(tau) > lim);
     }
     // At τ=0 the approximation π is far outside the stable range (diverges at 0.9·π).

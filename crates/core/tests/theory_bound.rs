@@ -1,4 +1,4 @@
-//! PAC-Bayes proxy of multistage QHM (theory.md §3.3–3.4): the stage-to-stage carry-over
+//! PAC-Bayes proxy of multistage QHM (docs/theory.md §3.3–3.4): the stage-to-stage carry-over
 //! against a Monte Carlo of a two-stage run, and the §3.4 claim about the stagewise rule.
 
 mod theory_common;

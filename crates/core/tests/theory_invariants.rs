@@ -4,7 +4,7 @@ use stagewise_core::theory::{
     check_plan, stage_invariants, CheckOptions, Condition, StageHyper, TheoryError,
 };
 
-/// PC's CIFAR rule (theory.md §2): α·½, b·½, β/(1−β)·2 per drop, stage lengths 5/10/20/40
+/// PC's CIFAR rule (docs/theory.md §2): α·½, b·½, β/(1−β)·2 per drop, stage lengths 5/10/20/40
 /// epochs of 50 000 images. `in_steps` converts epochs to iterations with each stage's batch.
 fn pc_plan(in_steps: bool) -> Vec<StageHyper> {
     [5u64, 10, 20, 40]

@@ -1,5 +1,5 @@
 //! QHM on a noisy scalar quadratic: exact stationary variance, rate and divergence threshold
-//! against simulations of the actual recursion (theory.md §1, §3.2).
+//! against simulations of the actual recursion (docs/theory.md §1, §3.2).
 
 mod theory_common;
 
@@ -11,7 +11,7 @@ use stagewise_core::theory::{
 };
 use theory_common::{BatchMeans, Gauss};
 
-/// Normalized QHM step on f = hθ²/2 with gradient g = hθ + σ·z, exactly as in theory.md §1.
+/// Normalized QHM step on f = hθ²/2 with gradient g = hθ + σ·z, exactly as in docs/theory.md §1.
 fn qhm_step(p: &QhmParams, h: f64, theta: &mut f64, d: &mut f64, noise: f64) {
     let g = h * *theta + noise;
     *d = p.beta * *d + (1.0 - p.beta) * g;
@@ -39,7 +39,7 @@ fn mc_variance(p: &QhmParams, h: f64, sigma2: f64, steps: usize, seed: u64) -> (
 
 #[test]
 fn stationary_variance_matches_monte_carlo() {
-    // (α, β, ν, h, σ²); the first point is the one quoted in theory.md §3.2.
+    // (α, β, ν, h, σ²); the first point is the one quoted in docs/theory.md §3.2.
     let cases = [
         (0.5, 0.99, 0.7, 1.0, 1.0),
         (0.1, 0.9, 0.5, 2.0, 1.0),

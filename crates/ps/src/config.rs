@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::schedule::{HyperSchedule, PlanSchedule};
 pub use crate::transport::codec::WireFloat;
 
-/// What the server does with a stale gradient (theory.md §4.3).
+/// What the server does with a stale gradient (docs/theory.md §4.3).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PolicyConfig {

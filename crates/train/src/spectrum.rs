@@ -1,5 +1,6 @@
 //! The curvature and gradient-noise spectrum of a model at given parameters, for the
-//! PAC-Bayes proxy and the stability checks of `stagewise plan explain` (theory.md §3.3, §4.2).
+//! PAC-Bayes proxy (docs/theory.md §3.3), the stability checks of `stagewise plan explain` (§1)
+//! and the staleness cap of `plan recommend --workers` and `asgd` (§4.2).
 //!
 //! - **Curvature-vector products** on a fixed set of training examples, without double
 //!   backward (burn's flex backend has none), in one of two ways ([`Curvature`]):

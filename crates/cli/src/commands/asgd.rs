@@ -468,7 +468,7 @@ pub struct AsgdArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel_split: Option<KernelSplit>,
 
-    /// How a recipe is adapted to asynchronous workers: theory (theory.md §4.2: α0 capped at
+    /// How a recipe is adapted to asynchronous workers: theory (docs/theory.md §4.2: α0 capped at
     /// ½ of the staleness limit for τ = M−1 at the initial model's h_max, b0 lowered with it
     /// so α/b is kept, β0 lowered for asynchrony's implicit momentum) or none (the recipe as
     /// given). Applies to recipes with the qhm optimizer, M > 1 and a per-push policy; a plan

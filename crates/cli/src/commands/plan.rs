@@ -42,7 +42,7 @@ enum PlanCommand {
     Show(ShowArgs),
     /// Explain a plan in the theory's terms: per-stage α·T (epochs and iterations), α/b,
     /// α·ν·β/(1−β), κ, ψ, relative stationary variance, stability, the bound proxy, and
-    /// warnings where a rule of theory.md §2/§3.4 is broken or a stage is unstable.
+    /// warnings where a rule of docs/theory.md §2/§3.4 is broken or a stage is unstable.
     ///
     /// Example: `stagewise plan explain plan.toml --n-train 60000
     /// --spectrum isotropic:d=1000,h=1,c=1 --h-max 40`.
@@ -54,7 +54,7 @@ enum PlanCommand {
     /// --batch 128 --epochs 30 --stages 4 --drop 2 --out plan.toml`.
     Recommend(RecommendArgs),
     /// Convert an optimizer setting to normalized QHM (α, β, ν), or QHM to PyTorch SGD
-    /// (theory.md §1).
+    /// (docs/theory.md §1).
     ///
     /// Examples: `stagewise plan convert --from pytorch-sgd --lr 0.1 --momentum 0.9`;
     /// `stagewise plan convert --from pid --kp -0.1 --ki 0.1 --kd 0.9`;
@@ -216,7 +216,7 @@ struct TheoryOpts {
     delta: f64,
 
     /// Carry the variance across stages with the exact discrete recursion instead of the SDE
-    /// approximation of theory.md §3.3 (better for short stages with heavy momentum).
+    /// approximation of docs/theory.md §3.3 (better for short stages with heavy momentum).
     #[arg(long)]
     exact_carry: bool,
 
@@ -971,7 +971,7 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
         .collect();
     writeln!(
         o,
-        "{} ({})  →  QHM (normalized, theory.md §1):",
+        "{} ({})  →  QHM (normalized, docs/theory.md §1):",
         args.from.name(),
         shown.join(", ")
     )?;

@@ -1,5 +1,5 @@
 //! The learning-rate rule `stagewise asgd` applies by default for M asynchronous workers
-//! (theory.md §4.2), the same as `stagewise plan recommend --workers M`:
+//! (docs/theory.md §4.2), the same as `stagewise plan recommend --workers M`:
 //!
 //! - α0 is capped at ½ of the delayed-SGD stability limit 2 sin(π/(2(2τ+1)))/h_max for
 //!   τ = M − 1, with h_max estimated on the initial model (or given with `--h-max`);
@@ -25,7 +25,7 @@ use stagewise_train::DataConfig;
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AsgdRule {
-    /// theory.md §4.2: α0 capped for staleness, b0 lowered with it, β0 lowered (default).
+    /// docs/theory.md §4.2: α0 capped for staleness, b0 lowered with it, β0 lowered (default).
     #[default]
     Theory,
     /// The recipe's α0, β0 and b0 as given (they may diverge with stale gradients).
@@ -80,7 +80,7 @@ pub fn initial_h_max(
         .context("the initial model's largest curvature is not a positive number")
 }
 
-/// Applies theory.md §4.2 to `params` for `workers` per-push workers and curvature `h_max`.
+/// Applies docs/theory.md §4.2 to `params` for `workers` per-push workers and curvature `h_max`.
 ///
 /// # Errors
 /// When the recipe's α0, β0, ν are not a QHM setting, or b0 cannot be lowered enough for the
@@ -132,7 +132,7 @@ impl Adapted {
     /// One paragraph for the terminal.
     pub fn render(&self, before: &RecipeParams) -> String {
         let mut s = format!(
-            "asgd rule (theory.md §4.2, --asgd-rule theory; h_max = {} at initialization): \
+            "asgd rule (docs/theory.md §4.2, --asgd-rule theory; h_max = {} at initialization): \
              α0 {} → {}, β0 {} → {}, b0 {} → {} per worker",
             fmt_num(self.h_max),
             fmt_num(before.lr),

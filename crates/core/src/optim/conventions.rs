@@ -1,4 +1,4 @@
-//! Familiar optimizers written as QHM (theory.md §1, "Special cases").
+//! Familiar optimizers written as QHM (docs/theory.md §1, "Special cases").
 //!
 //! QHM uses the *normalized* convention: its learning rate α relates to an unnormalized
 //! learning rate η (PyTorch's) by α = η/(1−β). Each function below returns the [`QhmHyper`]

@@ -1,4 +1,4 @@
-//! Conversions of other momentum methods to QHM (qhoptim's `param_conv`, theory.md §1).
+//! Conversions of other momentum methods to QHM (qhoptim's `param_conv`, docs/theory.md §1).
 //!
 //! Each returns the QHM [`QhmHyper`] (normalized α, β, ν) that reproduces the method, and refuses
 //! parameters for which the result falls outside QHM's range (0 ≤ β < 1, 0 ≤ ν ≤ 1, α ≥ 0) with

@@ -7,7 +7,7 @@
 //!   [`StageSchedule`]; read and written as TOML, validated with errors that name the stage and
 //!   field; laid out in steps for a dataset size by [`Plan::layout`].
 //! - [`Recipe`]: plans built from (α0, β0, ν, b0, epochs, stages, drop), including the paper's
-//!   joint `stagewise` rule (theory.md §3.4).
+//!   joint `stagewise` rule (docs/theory.md §3.4).
 //!
 //! ```
 //! use stagewise_core::schedule::{Recipe, RecipeParams};

@@ -2,9 +2,9 @@
 //!
 //! The multistage recipes `step` and `stagewise` share one stage-length structure so they are
 //! directly comparable: stage `i` (0-based) lasts about `E·rⁱ / (1 + r + … + rⁿ⁻¹)` epochs, so
-//! that α·T stays constant when α is divided by r at each drop (theory.md §2, condition 1). The
-//! lengths are rounded to integers that sum exactly to `E` by the largest-remainder method, each
-//! at least 1 epoch. With r = 2, n = 4 and E = 75 this gives PC's 5, 10, 20, 40.
+//! that α·T stays constant when α is divided by r at each drop (docs/theory.md §2, condition 1).
+//! The lengths are rounded to integers that sum exactly to `E` by the largest-remainder method,
+//! each at least 1 epoch. With r = 2, n = 4 and E = 75 this gives PC's 5, 10, 20, 40.
 
 use std::fmt;
 use std::str::FromStr;

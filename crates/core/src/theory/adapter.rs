@@ -1,4 +1,4 @@
-//! From a [`Plan`] to the theory's stage list (theory.md §2: stages of constant (α, β, ν, b)
+//! From a [`Plan`] to the theory's stage list (docs/theory.md §2: stages of constant (α, β, ν, b)
 //! lasting T iterations).
 //!
 //! The theory calculators ([`check_plan`](super::check_plan), [`plan_bound`](super::plan_bound))

@@ -1,5 +1,5 @@
 //! Asynchronous SGD: staleness stability, stationary variance under delay, implicit momentum,
-//! learning-rate recommendation (theory.md §4).
+//! learning-rate recommendation (docs/theory.md §4).
 //!
 //! Model: a parameter server applies w_{k+1} = w_k − α·g(w_{k−τ_k}) with gradient noise of
 //! variance σ² = c/b per arrival; on a quadratic f = h w²/2 the per-direction problem is the
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{self, Result, TheoryError};
 
 /// Stability limit of constant-delay gradient descent, in units of α·h  [R, Levin–May 1976;
-/// theory.md §4.1; checked by simulation in `tests/theory_asgd.rs`]:
+/// docs/theory.md §4.1; checked by simulation in `tests/theory_asgd.rs`]:
 ///
 /// ```text
 /// w_{k+1} = w_k − αh·w_{k−τ} converges  ⇔  0 < αh < 2 sin(π / (2(2τ+1)))
@@ -28,7 +28,7 @@ pub fn staleness_stability_limit(tau: u32) -> f64 {
     2.0 * (std::f64::consts::PI / (2.0 * n)).sin()
 }
 
-/// The approximation π/(2τ+1) of [`staleness_stability_limit`] used in theory.md §4.2.
+/// The approximation π/(2τ+1) of [`staleness_stability_limit`] used in docs/theory.md §4.2.
 ///
 /// It is an **over-estimate** (sin x < x): by 57% at τ = 0 (π vs 2), 4.7% at τ = 1, 1.7% at
 /// τ = 2; asymptotically exact. Prefer the exact limit for caps.
@@ -141,7 +141,7 @@ fn check_delay_stable(lr: f64, h: f64, tau: u32, what: &'static str) -> Result<(
     Ok(())
 }
 
-/// Stationary variance under constant delay τ, first order in α  [D, theory.md §4.1; sympy for
+/// Stationary variance under constant delay τ, first order in α  [D, docs/theory.md §4.1; sympy for
 /// τ ≤ 3, Monte Carlo in the tests]:
 ///
 /// ```text
@@ -170,7 +170,7 @@ pub fn delayed_variance_second_order(lr: f64, h: f64, noise_var: f64, tau: u32) 
     Ok(lr * noise_var / (2.0 * h) * (1.0 + (t + 0.5) * a + 0.5 * (t * t + t + 0.5) * a * a))
 }
 
-/// Delay-SDE form α σ²/(2h(1 − ατh))  [D, theory.md §4.1].
+/// Delay-SDE form α σ²/(2h(1 − ατh))  [D, docs/theory.md §4.1].
 ///
 /// It misses the ½αh discretization term of the discrete recursion (it is exact to first order
 /// only in the SDE limit) and blows up at ατh = 1, well before the true stability limit
@@ -236,7 +236,7 @@ pub fn delayed_variance_exact(lr: f64, h: f64, noise_var: f64, tau: u32) -> Resu
     ))
 }
 
-/// Implicit momentum 1 − 1/M of asynchrony with geometric staleness  [D, theory.md §4.1;
+/// Implicit momentum 1 − 1/M of asynchrony with geometric staleness  [D, docs/theory.md §4.1;
 /// checked by simulation]: with P(τ = l) = (1/M)(1 − 1/M)^l and a quadratic loss,
 ///
 /// ```text
@@ -328,7 +328,7 @@ pub fn explicit_momentum_for_target(
 pub enum Staleness {
     /// τ ≡ the given delay.
     Constant(u32),
-    /// Round-robin homogeneous workers: τ ≡ M − 1  [D/R, theory.md §4.1].
+    /// Round-robin homogeneous workers: τ ≡ M − 1  [D/R, docs/theory.md §4.1].
     RoundRobin {
         /// Number of workers M ≥ 1.
         workers: u32,
@@ -500,7 +500,7 @@ pub struct LrRecommendation {
 }
 
 /// Recommended learning rate for M workers  [C: linear scaling from PC's SGP code, which
-/// averaged; D/R: staleness cap, theory.md §4.2]:
+/// averaged; D/R: staleness cap, docs/theory.md §4.2]:
 ///
 /// ```text
 /// per-push (asynchronous):  α = min( α_ref · b / b_ref,      safety · 2 sin(π/(2(2τ_p+1))) / λ_max )
@@ -511,7 +511,7 @@ pub struct LrRecommendation {
 /// worker's gradient of b examples as one update, so M workers give M times more updates,
 /// not larger ones, and scaling α by M would multiply the step while staleness already
 /// shrinks the stable range. The cap uses the exact constant-delay limit, not the looser
-/// π/((2τ+1)λ_max) of theory.md (see [`staleness_stability_limit_approx`]).
+/// π/((2τ+1)λ_max) of docs/theory.md (see [`staleness_stability_limit_approx`]).
 ///
 /// ```
 /// use stagewise_core::theory::{recommend_lr, AsgdLrOptions, AsgdUpdate};

@@ -1,4 +1,4 @@
-//! PAC-Bayes bound proxy of a multistage QHM plan (theory.md §3.1, §3.3, §3.4).
+//! PAC-Bayes bound proxy of a multistage QHM plan (docs/theory.md §3.1, §3.3, §3.4).
 //!
 //! Per eigen-direction j (curvature h_j, per-example gradient-noise variance c_j) and stage i
 //! (α_i, β_i, ν_i, b_i, T_i):
@@ -8,8 +8,8 @@
 //!    equals the §3.3 expression (α_i c_j/(2 b_i h_j))·ψ·[stability factor] exactly, because
 //!    ψ·factor is just a rearrangement of the exact formula of §3.2;
 //! 2. the variance carried from stage to stage relaxes towards σ²_ij with the SDE factor
-//!    e^{−2 h_j α_i T_i} ([`CarryOver::Sde`], theory.md §3.3), or is propagated exactly through
-//!    the (θ, d) covariance recursion ([`CarryOver::ExactDiscrete`]);
+//!    e^{−2 h_j α_i T_i} ([`CarryOver::Sde`], docs/theory.md §3.3), or is propagated exactly
+//!    through the (θ, d) covariance recursion ([`CarryOver::ExactDiscrete`]);
 //! 3. KL = ½ Σ_j [σ²_j/λ₀ − 1 − ln(σ²_j/λ₀)] against the prior N(θ*, λ₀ I) and the
 //!    McAllester gap sqrt((KL + ln(1/δ) + ln N + 2)/(2N − 1))  [R, He–Liu–Tao 2019].
 //!
@@ -87,7 +87,7 @@ impl Spectrum {
 /// How the variance is carried from one stage to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CarryOver {
-    /// theory.md §3.3 \[D\]: v ← σ²_i + e^{−2 h α_i T_i}(v − σ²_i) at the end of stage i.
+    /// docs/theory.md §3.3 \[D\]: v ← σ²_i + e^{−2 h α_i T_i}(v − σ²_i) at the end of stage i.
     #[default]
     Sde,
     /// Exact second-moment recursion of the discrete QHM iteration on (θ, d), buffers carried
@@ -149,7 +149,7 @@ pub struct BoundReport {
 }
 
 /// Exact stationary variance of stage `index` along one direction: V(α, β, ν, h, c/b)
-/// [D, theory.md §3.2–3.3].
+/// [D, docs/theory.md §3.2–3.3].
 pub fn stage_variance(stage: &StageHyper, index: usize, h: f64, c: f64) -> Result<f64> {
     stage.validate(index)?;
     stationary_variance(&stage.qhm(), h, c / stage.batch_size)
@@ -158,7 +158,7 @@ pub fn stage_variance(stage: &StageHyper, index: usize, h: f64, c: f64) -> Resul
 /// Variance at the end of the plan along one direction (curvature `h`, noise `c`), with the
 /// chosen carry-over model.
 ///
-/// With [`CarryOver::Sde`] and [`InitialState::Stationary`] this is theory.md §3.3 \[D\]:
+/// With [`CarryOver::Sde`] and [`InitialState::Stationary`] this is docs/theory.md §3.3 \[D\]:
 ///
 /// ```text
 /// σ²_final = σ²_n + Σ_{i<n} e^{−2h Σ_{l>i} α_l T_l} (σ²_i − σ²_{i+1})
@@ -230,7 +230,8 @@ fn final_variance_exact(
     Ok(cov[0][0])
 }
 
-/// KL(N(0, diag σ²) ‖ N(0, λ₀ I)) = ½ Σ_j [σ²_j/λ₀ − 1 − ln(σ²_j/λ₀)]  [R, theory.md §3.1/§3.3].
+/// KL(N(0, diag σ²) ‖ N(0, λ₀ I)) = ½ Σ_j [σ²_j/λ₀ − 1 − ln(σ²_j/λ₀)]
+/// [R, docs/theory.md §3.1/§3.3].
 ///
 /// ```
 /// use stagewise_core::theory::gaussian_kl;
@@ -251,7 +252,7 @@ pub fn gaussian_kl(variances: &[f64], prior_var: f64) -> Result<f64> {
 }
 
 /// McAllester bound gap sqrt((KL + ln(1/δ) + ln N + 2)/(2N − 1))  [R, He–Liu–Tao 2019 as
-/// rewritten in theory.md §3.1].
+/// rewritten in docs/theory.md §3.1].
 pub fn pac_bayes_gap(kl: f64, delta: f64, n_samples: f64) -> Result<f64> {
     error::non_negative("kl", kl)?;
     error::unit_open("delta", delta)?;
@@ -278,7 +279,7 @@ pub fn risk_inflation(h: &[f64], variances: &[f64]) -> Result<f64> {
     Ok(0.5 * h.iter().zip(variances).map(|(h, v)| h * v).sum::<f64>())
 }
 
-/// The PAC-Bayes proxy of theory.md §3.3 for a whole multistage plan \[D\].
+/// The PAC-Bayes proxy of docs/theory.md §3.3 for a whole multistage plan \[D\].
 ///
 /// Errors if the plan or spectrum is invalid, or if any stage is unstable on some direction
 /// (α_i ≥ the QHM divergence threshold at h_j).

@@ -1,4 +1,4 @@
-//! Estimating a [`Spectrum`] from a model instead of assuming one (theory.md §3.3 needs the
+//! Estimating a [`Spectrum`] from a model instead of assuming one (docs/theory.md §3.3 needs the
 //! curvature h_j and the per-example gradient noise c_j along the same directions).
 //!
 //! The pieces are independent of any deep-learning framework: the caller supplies

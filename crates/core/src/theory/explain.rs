@@ -16,7 +16,7 @@
 //! - κ = αhβ(1−ν)/(1−β) and ψ (§3.2, \[D\]) at a curvature h, and the exact stationary
 //!   variance at h relative to stage 1 (V_i/V_1 with noise c/b_i; c cancels, \[D\]);
 //! - α_max = 2(1+β)/(h_max(1+β(1−2ν))) and the stability margin 1 − α/α_max at h_max
-//!   (Gitman et al., \[Q\] in theory.md §1), and the local rate (largest root modulus);
+//!   (Gitman et al., \[Q\] in docs/theory.md §1), and the local rate (largest root modulus);
 //!
 //! and, when a [`Spectrum`] is given, the PAC-Bayes proxy of §3.3 (\[D\]): KL of the final
 //! Gaussian against the prior and the McAllester gap, also after each stage.
@@ -916,7 +916,7 @@ impl PlanExplanation {
             ],
             &rows,
         );
-        out += "\nrules:\n";
+        out += "\nrules (§ numbers refer to docs/theory.md):\n";
         for r in &self.rules {
             let status = if r.holds { "ok    " } else { "BROKEN" };
             let dev = match (r.holds, r.worst_stage) {

@@ -1,4 +1,4 @@
-//! Plan invariants and the convergence conditions of multistage QHM (theory.md §2, §3.4).
+//! Plan invariants and the convergence conditions of multistage QHM (docs/theory.md §2, §3.4).
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +61,7 @@ pub struct StageInvariants {
     pub momentum_offset: f64,
 }
 
-/// α·T, α/b and α·ν·β/(1−β) of one stage  [D, theory.md §2 and §3.4].
+/// α·T, α/b and α·ν·β/(1−β) of one stage  [D, docs/theory.md §2 and §3.4].
 ///
 /// ```
 /// use stagewise_core::theory::{stage_invariants, StageHyper};
@@ -121,7 +121,7 @@ pub struct CheckOptions {
     /// Smoothness constant L of the loss, if known (enables condition 3).
     pub smoothness: Option<f64>,
     /// The constant c of condition 3, α ≤ c(1−β)/L (default 1; the theorem's constant is not
-    /// available, theory.md §2).
+    /// available, docs/theory.md §2).
     pub lr_constant: f64,
 }
 
@@ -156,8 +156,8 @@ impl PlanCheck {
     }
 }
 
-/// Checks a plan against the convergence conditions of theory.md §2 \[D\] and the α/b invariant
-/// of §3.4 \[D\].
+/// Checks a plan against the convergence conditions of docs/theory.md §2 \[D\] and the α/b
+/// invariant of §3.4 \[D\].
 ///
 /// ```
 /// use stagewise_core::theory::{check_plan, CheckOptions, Condition, StageHyper};

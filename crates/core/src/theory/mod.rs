@@ -1,12 +1,12 @@
 //! Theory calculators: QHM on quadratics, plan invariants, PAC-Bayes proxy, ASGD.
 //!
-//! Every formula carries the tag of `shared/theory.md`: **\[Q\]** quoted, **\[C\]** read from code,
+//! Every formula carries the tag of `docs/theory.md`: **\[Q\]** quoted, **\[C\]** read from code,
 //! **\[D\]** derived for this project, **\[R\]** standard literature result. Each \[D\]/\[R\] formula
 //! used here is checked against a seeded Monte Carlo simulation on noisy quadratics in the
 //! crate's `tests/theory_*.rs`.
 //!
 //! - [`qhm`]: exact stationary variance of QHM on a quadratic, effective temperature ψ,
-//!   characteristic roots, convergence rate, divergence threshold (theory.md §1, §3.2);
+//!   characteristic roots, convergence rate, divergence threshold (docs/theory.md §1, §3.2);
 //! - [`invariants`]: per-stage α·T, α/b, α·ν·β/(1−β) and the convergence conditions of §2;
 //! - [`bound`]: the PAC-Bayes bound proxy of a multistage plan (§3.3–3.4);
 //! - [`asgd`]: staleness stability, variance under delay, implicit momentum, lr advice (§4);

@@ -1,4 +1,5 @@
-//! QHM on a quadratic: stationary variance, effective temperature, stability (theory.md §1, §3.2).
+//! QHM on a quadratic: stationary variance, effective temperature, stability
+//! (docs/theory.md §1, §3.2).
 //!
 //! Setting: f(θ) = h θ²/2 per eigen-direction (a diagonal quadratic is a set of independent scalar
 //! problems), stochastic gradient g = hθ + ξ with E ξ = 0, Var ξ = σ² (= c/b for per-example
@@ -56,7 +57,7 @@ impl QhmParams {
     }
 }
 
-/// κ = α h β (1−ν) / (1−β)  [D, theory.md §3.2].
+/// κ = α h β (1−ν) / (1−β)  [D, docs/theory.md §3.2].
 ///
 /// The ratio that decides how much momentum lowers the stationary variance; κ ≪ 1 is the regime
 /// where the small-α expansion [`stationary_variance_series`] is accurate.
@@ -66,7 +67,7 @@ pub fn kappa(p: &QhmParams, h: f64) -> Result<f64> {
     Ok(p.lr * h * p.beta * (1.0 - p.nu) / (1.0 - p.beta))
 }
 
-/// Exact stationary variance of θ  [D, theory.md §3.2; checked by Monte Carlo in the tests]:
+/// Exact stationary variance of θ  [D, docs/theory.md §3.2; checked by Monte Carlo in the tests]:
 ///
 /// ```text
 /// V = (α σ²/h) · [(1+β) + κ(1+β(1−2ν))] / ( (1+κ) · [2(1+β) − α h (1+β(1−2ν))] )
@@ -102,7 +103,7 @@ pub fn stationary_variance(p: &QhmParams, h: f64, noise_var: f64) -> Result<f64>
     Ok(a * noise_var / h * num / den)
 }
 
-/// Effective temperature ψ  [D, theory.md §3.2]:
+/// Effective temperature ψ  [D, docs/theory.md §3.2]:
 ///
 /// ```text
 /// ψ = [1 + κ(1 − 2βν/(1+β))] / (1+κ) ∈ [1 − 2βν/(1+β), 1]
@@ -115,7 +116,7 @@ pub fn effective_temperature(p: &QhmParams, h: f64) -> Result<f64> {
     Ok((1.0 + k * floor) / (1.0 + k))
 }
 
-/// Stability factor [1 − αh(1+β(1−2ν))/(2(1+β))]⁻¹ of theory.md §3.3  \[D\].
+/// Stability factor [1 − αh(1+β(1−2ν))/(2(1+β))]⁻¹ of docs/theory.md §3.3  \[D\].
 ///
 /// Exact identity: [`stationary_variance`] = (ασ²/(2h)) · ψ · this factor. It is ≥ 1 and
 /// blows up at the divergence threshold. Errors like [`stationary_variance`] when unstable.
@@ -132,7 +133,7 @@ pub fn stability_factor(p: &QhmParams, h: f64) -> Result<f64> {
     Ok(1.0 / (1.0 - p.lr / limit))
 }
 
-/// Temperature approximation V ≈ (α σ²/(2h)) · ψ  [D, theory.md §3.2] (drops the stability
+/// Temperature approximation V ≈ (α σ²/(2h)) · ψ  [D, docs/theory.md §3.2] (drops the stability
 /// factor; accurate when α is well below the divergence threshold).
 pub fn stationary_variance_psi(p: &QhmParams, h: f64, noise_var: f64) -> Result<f64> {
     error::non_negative("noise_var", noise_var)?;
@@ -140,7 +141,7 @@ pub fn stationary_variance_psi(p: &QhmParams, h: f64, noise_var: f64) -> Result<
     Ok(p.lr * noise_var / (2.0 * h) * psi)
 }
 
-/// Small-α expansion to second order  [D, theory.md §3.2]:
+/// Small-α expansion to second order  [D, docs/theory.md §3.2]:
 ///
 /// ```text
 /// V = α σ²/(2h) + (α² σ²/4) · [1 + (2νβ/(1−β)) (2νβ/(1+β) − 1)] + O(α³)
@@ -158,7 +159,7 @@ pub fn stationary_variance_series(p: &QhmParams, h: f64, noise_var: f64) -> Resu
 }
 
 /// Coefficients (c₁, c₂) of the characteristic polynomial z² − c₁ z + c₂ of QHM on the
-/// eigenvalue λ  [Q, theory.md §1, Gitman et al.; re-derived as trace/determinant of
+/// eigenvalue λ  [Q, docs/theory.md §1, Gitman et al.; re-derived as trace/determinant of
 /// [`transition_matrix`]]:
 ///
 /// ```text
@@ -214,7 +215,7 @@ pub fn characteristic_roots(p: &QhmParams, lambda: f64) -> Result<Roots> {
 }
 
 /// Local convergence rate on eigenvalue λ: the largest root modulus ρ of z² − c₁z + c₂
-/// [Q, theory.md §1]. The noiseless error contracts like ρᵗ (ρ < 1 ⇔ stable; ρ = 1 at λ = 0).
+/// [Q, docs/theory.md §1]. The noiseless error contracts like ρᵗ (ρ < 1 ⇔ stable; ρ = 1 at λ = 0).
 ///
 /// For ν = 0 the roots are β and 1 − αλ; the root β is the buffer's own decay and does not
 /// show in θ (plain SGD), yet it is counted here because the buffer is part of the state.
@@ -241,7 +242,8 @@ pub fn convergence_rate_spectrum(p: &QhmParams, lambdas: &[f64]) -> Result<f64> 
         .try_fold(0.0_f64, |acc, &l| Ok(acc.max(convergence_rate(p, l)?)))
 }
 
-/// Divergence threshold  [Q, theory.md §1, Gitman et al.; re-derived from the Jury conditions]:
+/// Divergence threshold  [Q, docs/theory.md §1, Gitman et al.; re-derived from the Jury
+/// conditions]:
 ///
 /// ```text
 /// α_max = 2(1+β) / (λ(1 + β(1−2ν)))

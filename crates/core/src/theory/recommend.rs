@@ -1,6 +1,6 @@
 //! From a familiar optimizer setting to a multistage QHM plan, with the reasons.
 //!
-//! [`recommend`] converts the user's setting to normalized QHM (theory.md §1), optionally
+//! [`recommend`] converts the user's setting to normalized QHM (docs/theory.md §1), optionally
 //! adjusts it for asynchronous SGD with M workers (§4), and builds the plan with the
 //! `stagewise` recipe (§3.4, \[C\] PC's rule): at each of the n − 1 drops α/r, b/r,
 //! β/(1−β)·r and stage length ·r, ν fixed.
@@ -14,7 +14,7 @@
 //! | `qhm` (α, β, ν) | α | β | ν | — |
 //! | `adam` | refused | | | no exact conversion (see [`Setting::Adam`]) |
 //!
-//! **Asynchronous SGD** (`workers = Some(M)`), theory.md §4 \[D/R\]:
+//! **Asynchronous SGD** (`workers = Some(M)`), docs/theory.md §4 \[D/R\]:
 //!
 //! - per-push updates ([`AsgdUpdate::PerPush`], the default: the server applies each push):
 //!   staleness τ ≈ M − 1 (round-robin homogeneous workers); the learning rate comes from
@@ -24,7 +24,7 @@
 //!   2 sin(π/(2(2τ+1)))/h_max when h_max is known. Without h_max there is no cap, and a
 //!   warning says so. When the cap binds, the batch
 //!   size falls with α ([`AsgdBatch::KeepRatio`], the default): b0' = ⌊b0·α_cap/α0⌋ and
-//!   α0' = α0·b0'/b0, so α/b, the noise temperature of theory.md §3.4, stays the user's and
+//!   α0' = α0·b0'/b0, so α/b, the noise temperature of docs/theory.md §3.4, stays the user's and
 //!   an epoch is the same SDE time α·n/b (§4.1: t = α·k), made of more, smaller updates. The
 //!   staleness then costs less of that time: a delay of τ updates is α·τ in SDE time.
 //!   [`AsgdBatch::KeepBatch`] keeps b and lowers α/b instead (fewer, slower-moving updates);
@@ -87,7 +87,7 @@ pub enum Setting {
         nu: f64,
     },
     /// Adam(lr, β₁, β₂). **Refused**: Adam divides each coordinate by √v̂, so its learning
-    /// rate has no QHM equivalent and theory.md §1 gives no conversion. qhoptim's rule of
+    /// rate has no QHM equivalent and docs/theory.md §1 gives no conversion. qhoptim's rule of
     /// thumb moves Adam to QHAdam (ν₁ = 0.7, β₁ = 0.995, ν₂ = 1, same lr) \[Q\], which is not a
     /// QHM plan; the error says so and suggests a QHM starting point.
     Adam {
@@ -123,7 +123,7 @@ impl Setting {
                 let h = from_pytorch_sgd(lr, momentum, nesterov)?;
                 let why = format!(
                     "{} lr {}, momentum {} is exactly QHM with α = lr/(1−m) = {}, β = m = {}, \
-                     ν = {} (theory.md §1, [Q] qhoptim {})",
+                     ν = {} (docs/theory.md §1, [Q] qhoptim {})",
                     self.name(),
                     fmt_num(lr),
                     fmt_num(momentum),
@@ -166,10 +166,11 @@ impl Setting {
                 });
                 Err(AdviceError::Unsupported(format!(
                     "adam (lr {}, beta1 {}) has no exact QHM conversion: Adam divides each \
-                     coordinate by sqrt(v̂), so its lr is not comparable to a QHM α (theory.md §1). \
-                     qhoptim's rule of thumb moves Adam to QHAdam with nu1 = 0.7, beta1 = 0.995, \
-                     nu2 = 1 and the same lr, but a stagewise plan schedules QHM's α, β, ν. Tune \
-                     a QHM or SGD learning rate and use --from qhm or --from pytorch-sgd.{tip}",
+                     coordinate by sqrt(v̂), so its lr is not comparable to a QHM α \
+                     (docs/theory.md §1). qhoptim's rule of thumb moves Adam to QHAdam with \
+                     nu1 = 0.7, beta1 = 0.995, nu2 = 1 and the same lr, but a stagewise plan \
+                     schedules QHM's α, β, ν. Tune a QHM or SGD learning rate and use --from qhm \
+                     or --from pytorch-sgd.{tip}",
                     fmt_num(lr),
                     fmt_num(beta1)
                 )))
@@ -214,7 +215,7 @@ pub enum AsgdBatch {
     /// Lower b0 with α (b0' = ⌊b0·α_cap/α0⌋ ≥ 1, α0' = α0·b0'/b0 ≤ α_cap): α/b is kept, so
     /// the noise temperature and the SDE time per epoch are the user's; an epoch takes
     /// α0/α0' times more updates, each staler by only α0'·τ in SDE time. Linear scaling
-    /// (α ∝ b, theory.md §4.2) read backwards, and the paper's own α/r, b/r step.
+    /// (α ∝ b, docs/theory.md §4.2) read backwards, and the paper's own α/r, b/r step.
     #[default]
     KeepRatio,
     /// Keep b0: α/b falls by the cap's factor, with the same number of updates per epoch.
@@ -370,7 +371,7 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         .collect();
     if opts.stages > 1 {
         reasons.push(format!(
-            "stagewise recipe (theory.md §3.4, [C] PC's rule): {} stages, at each drop α/{r}, \
+            "stagewise recipe (docs/theory.md §3.4, [C] PC's rule): {} stages, at each drop α/{r}, \
              b/{r}, β/(1−β)·{r}, stage length ·{r}, ν fixed (epochs {}). This keeps α/b (the \
              noise temperature, so the bound stays at its stage-1 value), α·ν·β/(1−β) (§2 \
              condition 2) and α·T in epochs",
@@ -385,7 +386,7 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         if let Ok(t) = rule_of_thumb(h.lr * (1.0 - h.beta), h.beta) {
             reasons.push(format!(
                 "tip: qhoptim's rule of thumb for momentum m is ν = max(0, 3m−2) = {}, β = \
-                 max(0.999, m) = {} (theory.md §1); try --nu {} to move towards QHM",
+                 max(0.999, m) = {} (docs/theory.md §1); try --nu {} to move towards QHM",
                 fmt_num(t.nu),
                 fmt_num(t.beta),
                 fmt_num(t.nu)
@@ -436,7 +437,7 @@ fn asgd_advice(
         ));
         reasons.push(match rec.stability_limit {
             Some(limit) => format!(
-                "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP code), \
+                "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP code), \
                  {} {} of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
                 fmt_num(rec.linear_scaled),
                 if rec.capped { "capped at" } else { "below" },
@@ -446,7 +447,7 @@ fn asgd_advice(
                 fmt_num(rec.lr)
             ),
             None => format!(
-                "learning rate: linear scaling α0·M = {} (theory.md §4.2, [C] PC's SGP code)",
+                "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP code)",
                 fmt_num(rec.linear_scaled)
             ),
         });
@@ -471,7 +472,7 @@ fn asgd_advice(
     let total = compose_momentum(explicit, m, opts.momentum_match)?;
     reasons.push(format!(
         "ASGD with M = {m} workers, every push applied when it arrives: staleness τ ≈ M − 1 = \
-         {} (round-robin workers, theory.md §4.1)",
+         {} (round-robin workers, docs/theory.md §4.1)",
         m - 1
     ));
     let kept = format!(
@@ -483,7 +484,7 @@ fn asgd_advice(
     match (rec.stability_limit, rec.capped) {
         (Some(limit), true) => reasons.push(format!(
             "{kept}, and is capped at {} of the delayed-SGD stability limit \
-             2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {} (theory.md §4.2): α0 = {}",
+             2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {} (docs/theory.md §4.2): α0 = {}",
             fmt_num(opts.cap_fraction),
             fmt_num(limit),
             h_max,
@@ -513,7 +514,7 @@ fn asgd_advice(
     }
     let (plan_lr, plan_batch) = batch_for_cap(opts, &rec, reasons, warnings);
     reasons.push(format!(
-        "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (theory.md §4.1, [D]); \
+        "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (docs/theory.md §4.1, [D]); \
          to keep the total at the converted β = {} the explicit momentum becomes {} ({} rule{})",
         fmt_num(q),
         fmt_num(h.beta),
@@ -621,7 +622,7 @@ fn batch_for_cap(
     reasons.push(format!(
         "batch size: b0 = {} lowered with α to {} per worker and α0 = {}·{}/{} = {} \
          (--asgd-batch keep-ratio), so α/b = {} stays yours: the same noise temperature \
-         (theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates, each \
+         (docs/theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates, each \
          stale by only α·τ = {} of SDE time",
         opts.batch,
         batch,

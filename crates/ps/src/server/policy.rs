@@ -1,4 +1,4 @@
-//! Staleness policies: what to do with a gradient of staleness τ (theory.md §4.3).
+//! Staleness policies: what to do with a gradient of staleness τ (docs/theory.md §4.3).
 //!
 //! The policy decides, per push, whether to apply, buffer or drop it and with which learning
 //! rate scale, and owns the state that needs: DC-ASGD's parameter snapshots and mean square,
