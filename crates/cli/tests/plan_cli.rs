@@ -183,7 +183,24 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
 fn explain_flags_the_step_recipe_and_an_unstable_stage() {
     let dir = TempDir::new("explain");
     let step = dir.path().join("step.toml");
-    let toml = ok(&["plan", "show", "--recipe", "step", "--toml"]);
+    // The paper-scale step plan (α0 0.1, b 128, 4 stages over 30 epochs, no weight decay).
+    let toml = ok(&[
+        "plan",
+        "show",
+        "--recipe",
+        "step",
+        "--lr",
+        "0.1",
+        "--batch",
+        "128",
+        "--epochs",
+        "30",
+        "--stages",
+        "4",
+        "--weight-decay",
+        "0",
+        "--toml",
+    ]);
     std::fs::write(&step, toml).unwrap();
     let s = step.to_str().unwrap();
     let text = ok(&[

@@ -10,6 +10,34 @@ use stagewise_core::theory::{
 };
 use theory_common::Gauss;
 
+/// The recipe parameters these tests were written against: the paper's CIFAR-style shape
+/// (α0 0.1, b0 128, 30 epochs, 4 stages, drop 2) with no weight decay, spelled out so that the
+/// main-job preset (`RecipeParams::default()`) can change without changing them.
+fn paper_options(setting: Setting) -> RecommendOptions {
+    let p = paper_scale();
+    RecommendOptions {
+        batch: p.batch,
+        epochs: p.epochs,
+        stages: p.stages,
+        drop: p.drop,
+        weight_decay: p.weight_decay,
+        ..RecommendOptions::new(setting)
+    }
+}
+
+fn paper_scale() -> RecipeParams {
+    RecipeParams {
+        lr: 0.1,
+        momentum: 0.9,
+        nu: 0.7,
+        batch: 128,
+        epochs: 30,
+        stages: 4,
+        drop: 2.0,
+        weight_decay: 0.0,
+    }
+}
+
 fn explain_default(plan: &Plan) -> PlanExplanation {
     explain(plan, &ExplainOptions::default()).unwrap()
 }
@@ -23,7 +51,7 @@ fn messages(ex: &PlanExplanation, kind: WarningKind) -> Vec<&str> {
 
 #[test]
 fn adapter_counts_iterations_with_each_stage_batch() {
-    let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap();
+    let plan = paper_scale().build(Recipe::Stagewise).unwrap();
     let stages = plan_stages(&plan, 60_000).unwrap();
     let batches: Vec<f64> = stages.iter().map(|s| s.hyper.batch_size).collect();
     assert_eq!(batches, [128.0, 64.0, 32.0, 16.0]);
@@ -54,7 +82,7 @@ fn adapter_counts_iterations_with_each_stage_batch() {
 
 #[test]
 fn stagewise_recipe_keeps_the_invariants_and_gets_no_warning_about_them() {
-    let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap();
+    let plan = paper_scale().build(Recipe::Stagewise).unwrap();
     let ex = explain_default(&plan);
     for rule in [
         Rule::LrOverBatch,
@@ -107,7 +135,7 @@ fn stagewise_recipe_keeps_the_invariants_and_gets_no_warning_about_them() {
 
 #[test]
 fn step_recipe_gets_the_alpha_over_b_and_offset_warnings() {
-    let plan = RecipeParams::default().build(Recipe::Step).unwrap();
+    let plan = paper_scale().build(Recipe::Step).unwrap();
     let ex = explain_default(&plan);
     let lb = messages(&ex, WarningKind::LrOverBatch);
     assert_eq!(lb.len(), 3, "{lb:?}");
@@ -237,7 +265,7 @@ fn bound_proxy_prefers_the_joint_rule() {
         spectrum: Some(spec),
         ..ExplainOptions::default()
     };
-    let p = RecipeParams::default();
+    let p = paper_scale();
     let joint = explain(&p.build(Recipe::Stagewise).unwrap(), &opts).unwrap();
     let step = explain(&p.build(Recipe::Step).unwrap(), &opts).unwrap();
     let (bj, bs) = (joint.bound.unwrap(), step.bound.unwrap());
@@ -254,7 +282,7 @@ fn bound_proxy_prefers_the_joint_rule() {
 
 #[test]
 fn explanation_serializes_and_renders() {
-    let plan = RecipeParams::default().build(Recipe::Step).unwrap();
+    let plan = paper_scale().build(Recipe::Step).unwrap();
     let opts = ExplainOptions {
         spectrum: Some(parse_spectrum("isotropic:d=10,h=1,c=1").unwrap()),
         ..ExplainOptions::default()
@@ -279,7 +307,7 @@ fn explanation_serializes_and_renders() {
 
 #[test]
 fn explain_refuses_bad_options_with_the_field_name() {
-    let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap();
+    let plan = paper_scale().build(Recipe::Stagewise).unwrap();
     let bad = |o: ExplainOptions| explain(&plan, &o).unwrap_err().to_string();
     let d = ExplainOptions::default;
     assert!(bad(ExplainOptions { n_train: 0, ..d() }).contains("n_train"));
@@ -298,7 +326,7 @@ fn explain_refuses_bad_options_with_the_field_name() {
 
 #[test]
 fn recommend_from_pytorch_sgd_gives_alpha_one() {
-    let r = recommend(&RecommendOptions::new(Setting::PytorchSgd {
+    let r = recommend(&paper_options(Setting::PytorchSgd {
         lr: 0.1,
         momentum: 0.9,
     }))
@@ -311,7 +339,7 @@ fn recommend_from_pytorch_sgd_gives_alpha_one() {
         lr: r.converted.lr,
         momentum: 0.9,
         nu: 1.0,
-        ..RecipeParams::default()
+        ..paper_scale()
     }
     .build(Recipe::Stagewise)
     .unwrap();
@@ -322,13 +350,13 @@ fn recommend_from_pytorch_sgd_gives_alpha_one() {
     let ex = explain_default(&r.plan);
     assert_eq!(ex.warnings_only().count(), 0, "{:?}", ex.warnings);
 
-    let n = recommend(&RecommendOptions::new(Setting::PytorchNesterov {
+    let n = recommend(&paper_options(Setting::PytorchNesterov {
         lr: 0.1,
         momentum: 0.9,
     }))
     .unwrap();
     assert_eq!((n.initial.beta, n.initial.nu), (0.9, 0.9));
-    let mut o = RecommendOptions::new(Setting::Qhm {
+    let mut o = paper_options(Setting::Qhm {
         lr: 0.5,
         beta: 0.99,
         nu: 0.7,
@@ -345,7 +373,7 @@ fn recommend_from_pytorch_sgd_gives_alpha_one() {
 
 #[test]
 fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
-    let mut o = RecommendOptions::new(Setting::PytorchSgd {
+    let mut o = paper_options(Setting::PytorchSgd {
         lr: 0.1,
         momentum: 0.9,
     });
@@ -390,7 +418,7 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert!(r.reasons.iter().any(|x| x.starts_with("check: QHM")));
     // QHM(0.9, 0.7) with 4 workers runs at explicit β 0.6, whose exact delayed limit (0.424)
     // is below delayed SGD's 0.445: at the whole SGD limit α0 = 56/128 = 0.4375 is flagged.
-    let mut q = RecommendOptions::new(Setting::Qhm {
+    let mut q = paper_options(Setting::Qhm {
         lr: 1.0,
         beta: 0.9,
         nu: 0.7,
@@ -464,7 +492,7 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
 
 #[test]
 fn recommend_refuses_adam_and_bad_inputs() {
-    let e = recommend(&RecommendOptions::new(Setting::Adam {
+    let e = recommend(&paper_options(Setting::Adam {
         lr: 1e-3,
         beta1: 0.9,
         beta2: 0.999,
@@ -477,7 +505,7 @@ fn recommend_refuses_adam_and_bad_inputs() {
         "{m}"
     );
     let err = |o: RecommendOptions| recommend(&o).unwrap_err().to_string();
-    let sgd = |lr, momentum| RecommendOptions::new(Setting::PytorchSgd { lr, momentum });
+    let sgd = |lr, momentum| paper_options(Setting::PytorchSgd { lr, momentum });
     assert!(err(sgd(0.1, 1.0)).contains("momentum"));
     assert!(err(sgd(-0.1, 0.9)).contains("lr"));
     let mut o = sgd(0.1, 0.9);
@@ -509,7 +537,7 @@ fn variance_rel_matches_a_simulation() {
         batch: 8,
         epochs: 15,
         stages: 3,
-        ..RecipeParams::default()
+        ..paper_scale()
     };
     for recipe in [Recipe::Stagewise, Recipe::Step] {
         let plan = p.build(recipe).unwrap();

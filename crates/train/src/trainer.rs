@@ -18,7 +18,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use stagewise_core::optim::{OptimError, Optimizer, OptimizerKind};
-use stagewise_core::schedule::{Hyper, Layout, Plan, PlanError};
+use stagewise_core::schedule::{Hyper, Layout, Plan, PlanError, Recipe, RecipeParams};
 use stagewise_data::{Batch, BatchConfig, DataError, Dataset, EpochBatches};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,6 +39,23 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Batch size for evaluation (does not affect results).
     pub eval_batch_size: usize,
+}
+
+impl Default for TrainConfig {
+    /// The main job: the cnn on Fashion-MNIST, QHM driven by the preset's stagewise plan
+    /// ([`RecipeParams::default`]), seed 0.
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Cnn,
+            optimizer: OptimizerKind::Qhm,
+            plan: RecipeParams::default()
+                .build(Recipe::default())
+                .expect("the preset builds"),
+            data: DataConfig::default(),
+            seed: 0,
+            eval_batch_size: 1000,
+        }
+    }
 }
 
 /// How to run (not part of the run's identity).

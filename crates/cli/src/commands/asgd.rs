@@ -7,9 +7,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use stagewise_core::schedule::{Layout, Plan, Recipe};
+use stagewise_core::schedule::{Layout, Plan};
 use stagewise_data::Splits;
 use stagewise_ps::config::{
     AsgdConfig, OnStale, OptimizerConfig, ParamInit, PolicyConfig, ScheduleConfig, ServerConfig,
@@ -20,10 +19,11 @@ use stagewise_ps::GradientSource;
 use stagewise_train::asgd::{initial_params, BatchSizing, ModelEvaluator, ModelWorker, StepClock};
 use stagewise_train::model::ModelKind;
 use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
-use stagewise_train::{DataConfig, DatasetKind};
-use std::path::{Path, PathBuf};
+use stagewise_train::{DataConfig, TrainConfig};
+use std::path::PathBuf;
 
-use super::plan_source::PlanChoice;
+pub use super::options::{merge_with_file, option_names};
+use super::options::{with_default, DataArgs, PlanArgs};
 use super::staleness_rule::{adapt, initial_h_max, AsgdRule};
 
 /// Most workers one command accepts (a thread or a process each).
@@ -32,64 +32,17 @@ pub const MAX_WORKERS: usize = 4096;
 /// The model, its plan and its data: the same for the server and every worker of a run.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModelArgs {
-    /// Model: mlp, cnn or resnet [default: cnn]. BatchNorm statistics (resnet) are not
-    /// synchronized through the server: prefer mlp or cnn.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Model: mlp, cnn or resnet. BatchNorm statistics (resnet) are not synchronized \
+         through the server: prefer mlp or cnn",
+        TrainConfig::default().model,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelKind>,
 
-    /// Plan file (TOML, see `stagewise plan show --toml`); replaces the recipe options.
-    #[arg(long, value_name = "FILE", conflicts_with = "recipe")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<PathBuf>,
-
-    /// Recipe that builds the plan: stagewise, step, cosine, onecycle, constant
-    /// [default: stagewise].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipe: Option<Recipe>,
-
-    /// Recipe: initial learning rate [default: 0.5].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-
-    /// Recipe: initial momentum β0 [default: 0.9].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub momentum: Option<f64>,
-
-    /// Recipe: ν, fixed across stages [default: 0.7].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nu: Option<f64>,
-
-    /// Recipe: initial batch size b0, per worker gradient [default: 256].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<u64>,
-
-    /// Recipe: total epochs (passes of all workers together over the training set)
-    /// [default: 15].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<u64>,
-
-    /// Recipe: number of stages [default: 3].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stages: Option<usize>,
-
-    /// Recipe: drop factor r between stages [default: 2].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drop: Option<f64>,
-
-    /// Weight decay (coupled, "grad" mode), applied by the server's optimizer [default: 5e-4 for
-    /// recipes, the plan file's otherwise].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight_decay: Option<f64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub plan: PlanArgs,
 
     /// Every worker gradient on this many examples, whatever the plan's stage batch size
     /// (otherwise the stage's, read at an estimate of the server version).
@@ -97,74 +50,25 @@ pub struct ModelArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_batch: Option<usize>,
 
-    /// Dataset: fashion-mnist or synthetic [default: fashion-mnist].
-    #[arg(long, value_parser = parse_dataset)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<DatasetKind>,
-
-    /// Fashion-MNIST folder (otherwise $STAGEWISE_DATA, ./data/fashion-mnist,
-    /// /usr/share/datasets/fashion-mnist, then the download cache).
-    #[arg(long, value_name = "DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Never download Fashion-MNIST; fail if it is not on disk.
-    #[arg(long)]
-    #[serde(default)]
-    pub no_download: bool,
-
-    /// Train on a stratified subset of this many images (all workers together).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_subset: Option<usize>,
-
-    /// Evaluate on a stratified subset of this many test images.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub test_subset: Option<usize>,
-
-    /// Random-crop (padding 2) and horizontal-flip augmentation.
-    #[arg(long)]
-    #[serde(default)]
-    pub augment: bool,
-
-    /// Seed of the initial parameters, the subsets and the workers' data order [default: 0].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
-
-pub(crate) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
-    match s {
-        "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
-        "synthetic" => Ok(DatasetKind::Synthetic),
-        other => Err(format!(
-            "unknown dataset '{other}'; allowed: fashion-mnist, synthetic"
-        )),
-    }
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
 }
 
 impl ModelArgs {
     /// The architecture.
     pub fn kind(&self) -> ModelKind {
-        self.model.unwrap_or(ModelKind::Cnn)
+        self.model.unwrap_or(TrainConfig::default().model)
     }
 
     /// The seed.
     pub fn seed(&self) -> u64 {
-        self.seed.unwrap_or(0)
+        self.data.seed()
     }
 
     /// The data configuration.
     pub fn data_config(&self) -> DataConfig {
-        DataConfig {
-            dataset: self.dataset.unwrap_or(DatasetKind::FashionMnist),
-            data_dir: self.data_dir.clone(),
-            download: !self.no_download,
-            train_subset: self.train_subset,
-            test_subset: self.test_subset,
-            augment: self.augment,
-        }
+        self.data.data_config()
     }
 
     /// Loads the train and test splits.
@@ -185,23 +89,7 @@ impl ModelArgs {
 
     /// The plan: from `--plan`, or built by the recipe from the recipe options.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        self.plan_choice().build()
-    }
-
-    /// The plan options as given (a plan file, or a recipe and its parameters).
-    pub fn plan_choice(&self) -> PlanChoice<'_> {
-        PlanChoice {
-            plan: self.plan.as_deref(),
-            recipe: self.recipe,
-            lr: self.lr,
-            momentum: self.momentum,
-            nu: self.nu,
-            batch: self.batch,
-            epochs: self.epochs,
-            stages: self.stages,
-            drop: self.drop,
-            weight_decay: self.weight_decay,
-        }
+        self.plan.build()
     }
 
     /// How worker `i`'s batch size is chosen: fixed, or the plan's stage at `clock`.
@@ -492,61 +380,6 @@ pub struct AsgdArgs {
     server: ServerArgs,
 }
 
-/// The option names (clap ids, underscores for dashes) of `T`, without `config`.
-pub fn option_names<T: Args>() -> Vec<String> {
-    T::augment_args(clap::Command::new("options"))
-        .get_arguments()
-        .map(|a| a.get_id().as_str().to_string())
-        .filter(|id| id != "config")
-        .collect()
-}
-
-/// Fills the options a command line left unset from the TOML file at `path`.
-///
-/// Flags win; a boolean flag set in the file stays set. Keys that are not options of the
-/// command are errors, except those in `tolerated` (options of a sibling command sharing the
-/// file), which are ignored.
-pub fn merge_with_file<T>(cli: &T, path: Option<&Path>, tolerated: &[String]) -> anyhow::Result<T>
-where
-    T: Args + Serialize + DeserializeOwned,
-{
-    let mut merged = toml::Table::new();
-    if let Some(path) = path {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let known = option_names::<T>();
-        if let Some(unknown) = file
-            .keys()
-            .find(|k| !known.contains(k) && !tolerated.contains(k))
-        {
-            bail!(
-                "{}: unknown option '{unknown}'; allowed: {}",
-                path.display(),
-                known.join(", ")
-            );
-        }
-        merged = file
-            .into_iter()
-            .filter(|(k, _)| known.contains(k))
-            .collect();
-    }
-    let flags = match toml::Value::try_from(cli).context("collecting the options")? {
-        toml::Value::Table(t) => t,
-        _ => toml::Table::new(),
-    };
-    for (key, value) in flags {
-        if value != toml::Value::Boolean(false) || !merged.contains_key(&key) {
-            merged.insert(key, value);
-        }
-    }
-    let what = path.map_or_else(|| "the options".to_string(), |p| p.display().to_string());
-    toml::Value::Table(merged)
-        .try_into()
-        .with_context(|| format!("reading {what}"))
-}
-
 /// Formats the staleness histogram's non-empty buckets as `τ:count` pairs.
 pub fn histogram_line(histogram: &[u64]) -> String {
     let parts: Vec<String> = histogram
@@ -739,7 +572,7 @@ fn plan_for_workers(
     splits: &Splits,
     data: &DataConfig,
 ) -> anyhow::Result<Plan> {
-    let choice = args.model.plan_choice();
+    let choice = &args.model.plan;
     if let Some(h) = args.h_max {
         if !(h.is_finite() && h > 0.0) {
             bail!("--h-max {h} is out of range; allowed: a finite number > 0");
@@ -794,13 +627,11 @@ fn plan_for_workers(
             );
         }
     }
-    PlanChoice {
-        lr: Some(adapted.params.lr),
-        momentum: Some(adapted.params.momentum),
-        batch: Some(adapted.params.batch),
-        ..choice
-    }
-    .build()
+    let mut adapted_choice = choice.clone();
+    adapted_choice.recipe.lr = Some(adapted.params.lr);
+    adapted_choice.recipe.momentum = Some(adapted.params.momentum);
+    adapted_choice.recipe.batch = Some(adapted.params.batch);
+    adapted_choice.build()
 }
 
 #[cfg(test)]
@@ -864,8 +695,8 @@ mod tests {
         let merged = merge_with_file(&cli, Some(&path), &[]).unwrap();
         assert_eq!(merged.workers, Some(5));
         assert_eq!(merged.model.model, Some(ModelKind::Mlp));
-        assert_eq!(merged.model.lr, Some(0.1));
-        assert!(merged.model.augment);
+        assert_eq!(merged.model.plan.recipe.lr, Some(0.1));
+        assert!(merged.model.data.augment);
         assert_eq!(merged.server.policy, Some(PolicyKind::StalenessAware));
         std::fs::write(&path, "wrokers = 3\n").unwrap();
         let err = merge_with_file(&cli, Some(&path), &[])

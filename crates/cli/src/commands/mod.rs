@@ -3,8 +3,8 @@
 pub mod asgd;
 pub mod bench;
 pub mod optim;
+pub mod options;
 pub mod plan;
-pub mod plan_source;
 pub mod ps;
 pub mod spectrum_source;
 pub mod staleness_rule;

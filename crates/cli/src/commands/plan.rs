@@ -16,13 +16,14 @@ use stagewise_core::optim::convert::{
     from_accsgd, from_pid, from_robust_momentum, from_snv, from_triple_momentum, from_tso,
 };
 use stagewise_core::optim::QhmHyper;
-use stagewise_core::schedule::{fmt_num, Plan, Recipe, RecipeParams};
+use stagewise_core::schedule::{fmt_num, Plan};
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
     explain, parse_spectrum, recommend, AsgdBatch, AsgdUpdate, CarryOver, ExplainOptions,
     MomentumMatch, RecommendOptions, Setting, Spectrum,
 };
 
+use super::options::RecipeArgs;
 use super::spectrum_source::{render_estimate, EstimatorOpts};
 
 /// Arguments of `stagewise plan`.
@@ -72,45 +73,20 @@ enum PlanCommand {
 /// Arguments of `stagewise plan show`.
 #[derive(Args, Debug)]
 struct ShowArgs {
-    /// Plan file (TOML) to show. Give either FILE or --recipe.
+    /// Plan file (TOML) to show. Give either FILE or --recipe (with no other option, the
+    /// recipe's parameters are the preset's: `--recipe stagewise` shows the plan
+    /// `stagewise train` runs).
     #[arg(
         value_name = "FILE",
         required_unless_present = "recipe",
-        conflicts_with_all = ["recipe", "lr", "momentum", "nu", "batch", "epochs", "stages", "drop"]
+        conflicts_with_all = [
+            "recipe", "lr", "momentum", "nu", "batch", "epochs", "stages", "drop", "weight_decay"
+        ]
     )]
     file: Option<PathBuf>,
 
-    /// Build the plan from a recipe: step, stagewise, cosine, onecycle or constant.
-    #[arg(long, value_name = "NAME")]
-    recipe: Option<Recipe>,
-
-    /// Recipe: initial learning rate α0 (normalized QHM) [default: 0.1].
-    #[arg(long, requires = "recipe")]
-    lr: Option<f64>,
-
-    /// Recipe: initial momentum β0, in [0, 1) [default: 0.9].
-    #[arg(long, requires = "recipe")]
-    momentum: Option<f64>,
-
-    /// Recipe: immediate discount ν, in [0, 1], fixed across stages [default: 0.7].
-    #[arg(long, requires = "recipe")]
-    nu: Option<f64>,
-
-    /// Recipe: initial batch size b0 [default: 128].
-    #[arg(long, requires = "recipe")]
-    batch: Option<u64>,
-
-    /// Recipe: total number of epochs [default: 30].
-    #[arg(long, requires = "recipe")]
-    epochs: Option<u64>,
-
-    /// Recipe: number of stages, for step and stagewise [default: 4].
-    #[arg(long, requires = "recipe")]
-    stages: Option<usize>,
-
-    /// Recipe: drop factor r >= 1, for step and stagewise [default: 2].
-    #[arg(long, requires = "recipe")]
-    drop: Option<f64>,
+    #[command(flatten)]
+    recipe: RecipeArgs,
 
     /// Print the plan as TOML (to save it as a plan file) instead of the table.
     #[arg(long, conflicts_with = "json")]
@@ -122,29 +98,17 @@ struct ShowArgs {
 }
 
 impl ShowArgs {
-    /// Recipe parameters: the defaults of [`RecipeParams`], overridden by the options given.
-    fn recipe_params(&self) -> RecipeParams {
-        let d = RecipeParams::default();
-        RecipeParams {
-            lr: self.lr.unwrap_or(d.lr),
-            momentum: self.momentum.unwrap_or(d.momentum),
-            nu: self.nu.unwrap_or(d.nu),
-            batch: self.batch.unwrap_or(d.batch),
-            epochs: self.epochs.unwrap_or(d.epochs),
-            stages: self.stages.unwrap_or(d.stages),
-            drop: self.drop.unwrap_or(d.drop),
-        }
-    }
-
     fn plan(&self) -> anyhow::Result<Plan> {
-        match (&self.file, self.recipe) {
-            (_, Some(recipe)) => recipe
-                .build(&self.recipe_params())
-                .with_context(|| format!("building the '{recipe}' recipe")),
-            (Some(path), None) => {
+        match &self.file {
+            None => {
+                let (recipe, params) = self.recipe.recipe_params();
+                params
+                    .build(recipe)
+                    .with_context(|| format!("building the '{recipe}' recipe"))
+            }
+            Some(path) => {
                 Plan::load(path).with_context(|| format!("loading plan {}", path.display()))
             }
-            (None, None) => anyhow::bail!("give a plan FILE or --recipe NAME"),
         }
     }
 }
@@ -1010,6 +974,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use stagewise_core::schedule::RecipeParams;
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -1037,10 +1002,24 @@ mod tests {
             "4",
         ])
         .unwrap();
-        let p = a.recipe_params();
-        assert_eq!((p.batch, p.drop, p.lr, p.stages), (256, 4.0, 0.1, 4));
+        let (_, p) = a.recipe.recipe_params();
+        let d = RecipeParams::default();
+        assert_eq!(
+            (p.batch, p.drop, p.lr, p.stages),
+            (256, 4.0, d.lr, d.stages)
+        );
         let plan = a.plan().unwrap();
         assert_eq!(plan.stages[1].batch_size, 64);
+    }
+
+    #[test]
+    fn the_shown_recipe_is_the_plan_train_runs() {
+        let shown = parse(&["show", "--recipe", "stagewise"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(shown, stagewise_train::TrainConfig::default().plan);
+        assert!(shown.to_toml_string().unwrap().contains("weight_decay"));
     }
 
     #[test]

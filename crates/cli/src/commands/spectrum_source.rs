@@ -16,7 +16,7 @@ use stagewise_train::model::ModelKind;
 use stagewise_train::spectrum::{estimate_spectrum, Curvature, ModelPoint, SpectrumConfig};
 use stagewise_train::{DataConfig, DatasetKind};
 
-use super::asgd::parse_dataset;
+use super::options::parse_dataset;
 
 /// Options of the spectrum estimator (with `--estimate-from-model` or `plan spectrum`).
 #[derive(Args, Debug, Clone)]

@@ -105,6 +105,7 @@ pub fn adapt(
         1
     };
     o.drop = params.drop;
+    o.weight_decay = params.weight_decay;
     o.workers = Some(workers);
     o.h_max = Some(h_max);
     o.asgd_batch = AsgdBatch::KeepRatio;
@@ -164,6 +165,7 @@ mod tests {
             epochs: 6,
             stages: 3,
             drop: 2.0,
+            weight_decay: 5e-4,
         };
         let a = adapt(&p, Recipe::Stagewise, 4, 2.97).unwrap();
         // ½ · 2 sin(π/14) / 2.97 = 0.07492 ⇒ b0 = ⌊256 · 0.07492 / 0.5⌋ = 38, α0 = 0.5 · 38/256.

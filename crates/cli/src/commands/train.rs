@@ -1,21 +1,20 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
-use super::asgd::parse_dataset;
-use super::plan_source::PlanChoice;
-use anyhow::Context;
+use super::options::{merge_with_file, with_default, DataArgs, PlanArgs};
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stagewise_core::optim::OptimizerKind;
-use stagewise_core::schedule::{Plan, Recipe};
 use stagewise_train::model::ModelKind;
 use stagewise_train::threads::{init_global_pool, THREADS_HELP};
-use stagewise_train::{DataConfig, DatasetKind, RunOptions, TrainConfig};
+use stagewise_train::{RunOptions, TrainConfig};
 use std::path::PathBuf;
+
+/// Where a run writes unless `--out` says otherwise.
+const DEFAULT_OUT: &str = "runs/train";
 
 /// Options of `stagewise train`. Every option can also be given in a TOML file (`--config`),
 /// with the same names (underscores for dashes); flags override the file.
-#[derive(Args, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Args, Debug, Default, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// TOML file with any of these options (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -27,97 +26,42 @@ pub struct TrainArgs {
     #[serde(skip)]
     resume: Option<PathBuf>,
 
-    /// Output folder for metrics.csv, summary.json and checkpoints [default: runs/train].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = with_default(
+        "Output folder for metrics.csv, summary.json and checkpoints", DEFAULT_OUT,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
 
-    /// Model: mlp, cnn or resnet [default: cnn].
-    #[arg(long)]
+    #[arg(long, help = with_default("Model: mlp, cnn or resnet", TrainConfig::default().model))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<ModelKind>,
 
-    /// Optimizer driven by the plan: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam
-    /// [default: qhm]. QHM reads lr as α (normalized); sgd/nesterov as PyTorch's lr.
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Optimizer driven by the plan: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam. QHM \
+         reads lr as α (normalized); sgd/nesterov as PyTorch's lr",
+        TrainConfig::default().optimizer,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     optimizer: Option<OptimizerKind>,
 
-    /// Plan file (TOML, see `stagewise plan show --toml`); replaces the recipe options.
-    #[arg(long, value_name = "FILE", conflicts_with = "recipe")]
-    plan: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    plan: PlanArgs,
 
-    /// Recipe that builds the plan: stagewise, step, cosine, onecycle, constant
-    /// [default: stagewise].
-    #[arg(long)]
-    recipe: Option<Recipe>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: DataArgs,
 
-    /// Recipe: initial learning rate [default: 0.5].
-    #[arg(long)]
-    lr: Option<f64>,
-
-    /// Recipe: initial momentum β0 [default: 0.9].
-    #[arg(long)]
-    momentum: Option<f64>,
-
-    /// Recipe: ν, fixed across stages [default: 0.7].
-    #[arg(long)]
-    nu: Option<f64>,
-
-    /// Recipe: initial batch size b0 [default: 256].
-    #[arg(long)]
-    batch: Option<u64>,
-
-    /// Recipe: total epochs [default: 15].
-    #[arg(long)]
-    epochs: Option<u64>,
-
-    /// Recipe: number of stages [default: 3].
-    #[arg(long)]
-    stages: Option<usize>,
-
-    /// Recipe: drop factor r between stages [default: 2].
-    #[arg(long)]
-    drop: Option<f64>,
-
-    /// Weight decay (coupled, "grad" mode) [default: 5e-4 for recipes, the plan file's otherwise].
-    #[arg(long)]
-    weight_decay: Option<f64>,
-
-    /// Dataset: fashion-mnist or synthetic [default: fashion-mnist].
-    #[arg(long, value_parser = parse_dataset)]
-    dataset: Option<DatasetKind>,
-
-    /// Fashion-MNIST folder (otherwise $STAGEWISE_DATA, ./data/fashion-mnist,
-    /// /usr/share/datasets/fashion-mnist, then the download cache).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Never download Fashion-MNIST; fail if it is not on disk.
-    #[arg(long)]
-    #[serde(default)]
-    no_download: bool,
-
-    /// Train on a stratified subset of this many images.
-    #[arg(long)]
-    train_subset: Option<usize>,
-
-    /// Evaluate on a stratified subset of this many test images.
-    #[arg(long)]
-    test_subset: Option<usize>,
-
-    /// Random-crop (padding 2) and horizontal-flip augmentation.
-    #[arg(long)]
-    #[serde(default)]
-    augment: bool,
-
-    /// Seed of initialization, data order and augmentation [default: 0].
-    #[arg(long)]
-    seed: Option<u64>,
-
-    /// Evaluation batch size (does not change results) [default: 1000].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Evaluation batch size (does not change results)",
+        TrainConfig::default().eval_batch_size,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     eval_batch: Option<usize>,
 
     /// Stop after this many epochs in total (a checkpoint is written; resume later).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     stop_after_epochs: Option<u64>,
 
     /// No progress bars or per-epoch lines.
@@ -126,82 +70,30 @@ pub struct TrainArgs {
     quiet: bool,
 
     #[arg(long, value_name = "N", help = THREADS_HELP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
 }
 
 impl TrainArgs {
     /// Fills unset options from the `--config` file, if any.
     fn merged(self) -> anyhow::Result<Self> {
-        let Some(path) = &self.config else {
-            return Ok(self);
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: TrainArgs =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Self {
-            config: self.config,
-            resume: self.resume,
-            out: self.out.or(file.out),
-            model: self.model.or(file.model),
-            optimizer: self.optimizer.or(file.optimizer),
-            plan: self.plan.or(file.plan),
-            recipe: self.recipe.or(file.recipe),
-            lr: self.lr.or(file.lr),
-            momentum: self.momentum.or(file.momentum),
-            nu: self.nu.or(file.nu),
-            batch: self.batch.or(file.batch),
-            epochs: self.epochs.or(file.epochs),
-            stages: self.stages.or(file.stages),
-            drop: self.drop.or(file.drop),
-            weight_decay: self.weight_decay.or(file.weight_decay),
-            dataset: self.dataset.or(file.dataset),
-            data_dir: self.data_dir.or(file.data_dir),
-            no_download: self.no_download || file.no_download,
-            train_subset: self.train_subset.or(file.train_subset),
-            test_subset: self.test_subset.or(file.test_subset),
-            augment: self.augment || file.augment,
-            seed: self.seed.or(file.seed),
-            eval_batch: self.eval_batch.or(file.eval_batch),
-            stop_after_epochs: self.stop_after_epochs.or(file.stop_after_epochs),
-            quiet: self.quiet || file.quiet,
-            threads: self.threads.or(file.threads),
-        })
+        let mut merged = merge_with_file(&self, self.config.as_deref(), &[])?;
+        merged.config = self.config;
+        merged.resume = self.resume;
+        Ok(merged)
     }
 
-    /// The plan: from `--plan`, or built by the recipe from the recipe options.
-    fn plan(&self) -> anyhow::Result<Plan> {
-        PlanChoice {
-            plan: self.plan.as_deref(),
-            recipe: self.recipe,
-            lr: self.lr,
-            momentum: self.momentum,
-            nu: self.nu,
-            batch: self.batch,
-            epochs: self.epochs,
-            stages: self.stages,
-            drop: self.drop,
-            weight_decay: self.weight_decay,
-        }
-        .build()
-    }
-
-    /// The run configuration these options describe.
+    /// The run configuration these options describe: the library's defaults
+    /// ([`TrainConfig::default`]) with the options given.
     fn train_config(&self) -> anyhow::Result<TrainConfig> {
+        let d = TrainConfig::default();
         let config = TrainConfig {
-            model: self.model.unwrap_or(ModelKind::Cnn),
-            optimizer: self.optimizer.unwrap_or(OptimizerKind::Qhm),
-            plan: self.plan()?,
-            data: DataConfig {
-                dataset: self.dataset.unwrap_or(DatasetKind::FashionMnist),
-                data_dir: self.data_dir.clone(),
-                download: !self.no_download,
-                train_subset: self.train_subset,
-                test_subset: self.test_subset,
-                augment: self.augment,
-            },
-            seed: self.seed.unwrap_or(0),
-            eval_batch_size: self.eval_batch.unwrap_or(1000),
+            model: self.model.unwrap_or(d.model),
+            optimizer: self.optimizer.unwrap_or(d.optimizer),
+            plan: self.plan.build()?,
+            data: self.data.data_config(),
+            seed: self.data.seed(),
+            eval_batch_size: self.eval_batch.unwrap_or(d.eval_batch_size),
         };
         config.validate()?;
         Ok(config)
@@ -223,7 +115,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let out = args
             .out
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs/train"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
         if !args.quiet {
             eprintln!(
                 "training {} with {} on {:?}, writing to {}\n{}",
@@ -249,4 +141,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         if summary.completed { "" } else { " (stopped early; --resume to continue)" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_options_give_the_library_default_run() {
+        let config = TrainArgs::default().train_config().unwrap();
+        let d = TrainConfig::default();
+        assert_eq!(config.plan, d.plan);
+        assert_eq!((config.model, config.optimizer), (d.model, d.optimizer));
+        assert_eq!(
+            (config.seed, config.eval_batch_size),
+            (d.seed, d.eval_batch_size)
+        );
+        assert_eq!(config.data, d.data);
+    }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::plan::{Plan, StageLength};
+use super::recipes::plural;
 
 /// Formats a number compactly: up to 6 significant digits, scientific notation outside
 /// `[1e-3, 1e6)`, trailing zeros trimmed.
@@ -142,6 +143,10 @@ impl Plan {
     }
 }
 
+fn stages(plan: &Plan) -> String {
+    plural(plan.stages.len() as u64, "stage")
+}
+
 impl fmt::Display for Plan {
     /// A header (name, description, weight decay, totals) followed by [`Plan::table`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,12 +164,8 @@ impl fmt::Display for Plan {
             writeln!(f, "weight decay: {} ({kind})", fmt_num(self.weight_decay))?;
         }
         match self.total_epochs() {
-            Some(e) => writeln!(f, "{} stages, {e} epochs", self.stages.len())?,
-            None => writeln!(
-                f,
-                "{} stages (T in the unit of each stage)",
-                self.stages.len()
-            )?,
+            Some(e) => writeln!(f, "{}, {}", stages(self), plural(e, "epoch"))?,
+            None => writeln!(f, "{} (T in the unit of each stage)", stages(self))?,
         }
         f.write_str(&self.table())
     }

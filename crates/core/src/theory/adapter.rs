@@ -13,10 +13,10 @@
 //! ```
 //! use stagewise_core::schedule::{Recipe, RecipeParams};
 //! use stagewise_core::theory::plan_stages;
-//! let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap(); // 2, 4, 8, 16 epochs
+//! let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap(); // 2, 4, 9 epochs
 //! let stages = plan_stages(&plan, 60_000).unwrap();
-//! // stage 2: b = 64, ceil(60000/64) = 938 steps per epoch, 4 epochs
-//! assert_eq!(stages[1].hyper.length_steps, 4 * 938);
+//! // stage 2: b = 128, ceil(60000/128) = 469 steps per epoch, 4 epochs
+//! assert_eq!(stages[1].hyper.length_steps, 4 * 469);
 //! assert_eq!(stages[1].length_epochs, 4.0);
 //! ```
 

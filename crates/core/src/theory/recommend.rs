@@ -44,7 +44,7 @@
 //!     .unwrap();
 //! assert!((r.plan.stages[0].lr - 1.0).abs() < 1e-12); // α0 = 0.1/(1 − 0.9)
 //! assert_eq!(r.plan.stages[0].nu, 1.0);
-//! assert_eq!(r.plan.stages.len(), 4);
+//! assert_eq!(r.plan.stages.len(), 3); // the preset's plan shape (RecipeParams::default)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -184,14 +184,16 @@ impl Setting {
 pub struct RecommendOptions {
     /// The user's optimizer setting.
     pub setting: Setting,
-    /// Initial batch size b0 (per worker with `workers`), ≥ 1 (default 128).
+    /// Initial batch size b0 (per worker with `workers`), ≥ 1.
     pub batch: u64,
-    /// Total epochs, ≥ `stages` (default 30).
+    /// Total epochs, ≥ `stages`.
     pub epochs: u64,
-    /// Number of stages n ≥ 1 (default 4).
+    /// Number of stages n ≥ 1.
     pub stages: usize,
-    /// Drop factor r ≥ 1 (default 2).
+    /// Drop factor r ≥ 1.
     pub drop: f64,
+    /// Coupled weight decay of the recommended plan, finite and ≥ 0.
+    pub weight_decay: f64,
     /// ν of the plan instead of the converted one (stage 1 then differs from the setting).
     pub nu: Option<f64>,
     /// Number of asynchronous workers M ≥ 1 (ASGD), if any.
@@ -223,7 +225,8 @@ pub enum AsgdBatch {
 }
 
 impl RecommendOptions {
-    /// Defaults (batch 128, 30 epochs, 4 stages, drop 2, no ASGD) for `setting`.
+    /// Options for `setting` with the plan shape of the one preset ([`RecipeParams::default`]:
+    /// batch 256, 15 epochs, 3 stages, drop 2, weight decay 5e-4) and no ASGD.
     pub fn new(setting: Setting) -> Self {
         let d = RecipeParams::default();
         Self {
@@ -232,6 +235,7 @@ impl RecommendOptions {
             epochs: d.epochs,
             stages: d.stages,
             drop: d.drop,
+            weight_decay: d.weight_decay,
             nu: None,
             workers: None,
             h_max: None,
@@ -352,6 +356,7 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         epochs: opts.epochs,
         stages: opts.stages,
         drop: opts.drop,
+        weight_decay: opts.weight_decay,
     };
     let plan = match recipe.build(Recipe::Stagewise) {
         Err(e @ crate::schedule::PlanError::BatchTooSmall { .. }) if batch < opts.batch => {

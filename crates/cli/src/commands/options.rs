@@ -1,0 +1,325 @@
+//! Option groups shared by several commands, and the one way a `--config` file is merged.
+//!
+//! - [`PlanArgs`]: a plan file, or a recipe and its parameters ([`RecipeArgs`]), as `train`,
+//!   `asgd`, `ps serve`/`ps worker` and `plan show` take them;
+//! - [`DataArgs`]: which data, how much of it, augmentation and the seed;
+//! - [`merge_with_file`]: flags over a TOML file with the same option names.
+//!
+//! Every default shown in `--help` is read from the library's preset
+//! ([`RecipeParams::default`], [`TrainConfig::default`], [`DataConfig::default`]), never
+//! restated here.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use stagewise_core::optim::WeightDecay;
+use stagewise_core::schedule::{Plan, Recipe, RecipeParams};
+use stagewise_train::{DataConfig, DatasetKind, TrainConfig};
+
+/// `"{what} [default: {value}]"`, for help texts whose default comes from the library.
+pub fn with_default(what: &str, value: impl Display) -> String {
+    format!("{what} [default: {value}]")
+}
+
+fn preset() -> RecipeParams {
+    RecipeParams::default()
+}
+
+/// The recipe and its parameters; each unset one takes the preset's value
+/// ([`RecipeParams::default`], shown by `stagewise plan show --recipe stagewise`).
+#[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipeArgs {
+    #[arg(long, help = with_default(
+        "Recipe that builds the plan: stagewise, step, cosine, onecycle, constant",
+        Recipe::default(),
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
+
+    #[arg(long, help = with_default(
+        "Recipe: initial learning rate α0 (normalized QHM)", preset().lr,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+
+    #[arg(long, help = with_default("Recipe: initial momentum β0, in [0, 1)", preset().momentum))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+
+    #[arg(long, help = with_default(
+        "Recipe: immediate discount ν, in [0, 1], fixed across stages", preset().nu,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nu: Option<f64>,
+
+    #[arg(long, help = with_default(
+        "Recipe: initial batch size b0 (per worker gradient in asgd and ps)", preset().batch,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+
+    #[arg(long, help = with_default(
+        "Recipe: total epochs (in asgd and ps, passes of all workers together over the \
+         training set)",
+        preset().epochs,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+
+    #[arg(long, help = with_default(
+        "Recipe: number of stages, for step and stagewise (the other recipes are one stage)",
+        preset().stages,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<usize>,
+
+    #[arg(long, help = with_default(
+        "Recipe: drop factor r >= 1 between stages, for step and stagewise", preset().drop,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<f64>,
+
+    #[arg(long, help = with_default(
+        "Weight decay (coupled, \"grad\" mode); with --plan it replaces the file's",
+        format!("{} for recipes, the plan file's otherwise", preset().weight_decay),
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+}
+
+impl RecipeArgs {
+    /// The recipe and its parameters, unset ones at the preset's values.
+    pub fn recipe_params(&self) -> (Recipe, RecipeParams) {
+        let d = preset();
+        let params = RecipeParams {
+            lr: self.lr.unwrap_or(d.lr),
+            momentum: self.momentum.unwrap_or(d.momentum),
+            nu: self.nu.unwrap_or(d.nu),
+            batch: self.batch.unwrap_or(d.batch),
+            epochs: self.epochs.unwrap_or(d.epochs),
+            stages: self.stages.unwrap_or(d.stages),
+            drop: self.drop.unwrap_or(d.drop),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+        };
+        (self.recipe.unwrap_or_default(), params)
+    }
+}
+
+/// Where a run's plan comes from: a plan file, or a recipe.
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct PlanArgs {
+    /// Plan file (TOML, see `stagewise plan show --toml`); replaces the recipe options.
+    #[arg(long, value_name = "FILE", conflicts_with = "recipe")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PathBuf>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+impl PlanArgs {
+    /// The recipe and its parameters, or `None` when the plan comes from a file.
+    pub fn recipe_params(&self) -> Option<(Recipe, RecipeParams)> {
+        self.plan.is_none().then(|| self.recipe.recipe_params())
+    }
+
+    /// The validated plan: loaded from the file (with `--weight-decay` replacing the file's),
+    /// or built by the recipe.
+    pub fn build(&self) -> anyhow::Result<Plan> {
+        let Some(path) = &self.plan else {
+            let (recipe, params) = self.recipe.recipe_params();
+            return Ok(params.build(recipe)?);
+        };
+        let mut plan = Plan::load(path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(wd) = self.recipe.weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                bail!("--weight-decay {wd} is out of range; allowed: a finite number >= 0");
+            }
+            if plan.weight_decay != 0.0 && plan.weight_decay != wd {
+                bail!(
+                    "--weight-decay {wd} conflicts with weight_decay = {} in the plan file",
+                    plan.weight_decay
+                );
+            }
+            plan.weight_decay = wd;
+            plan.weight_decay_type = WeightDecay::Grad;
+        }
+        plan.validate()?;
+        Ok(plan)
+    }
+}
+
+pub(crate) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+    match s {
+        "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
+        "synthetic" => Ok(DatasetKind::Synthetic),
+        other => Err(format!(
+            "unknown dataset '{other}'; allowed: fashion-mnist, synthetic"
+        )),
+    }
+}
+
+fn dataset_name(d: DatasetKind) -> &'static str {
+    match d {
+        DatasetKind::FashionMnist => "fashion-mnist",
+        DatasetKind::Synthetic => "synthetic",
+    }
+}
+
+/// The data: which dataset, how much of it, augmentation, and the seed of the run.
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+pub struct DataArgs {
+    #[arg(long, value_parser = parse_dataset, help = with_default(
+        "Dataset: fashion-mnist or synthetic", dataset_name(DataConfig::default().dataset),
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetKind>,
+
+    /// Fashion-MNIST folder (otherwise $STAGEWISE_DATA, ./data/fashion-mnist,
+    /// /usr/share/datasets/fashion-mnist, then the download cache).
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Never download Fashion-MNIST; fail if it is not on disk.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_download: bool,
+
+    /// Train on a stratified subset of this many images (all workers together).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+
+    /// Evaluate on a stratified subset of this many test images.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+
+    /// Random-crop (padding 2) and horizontal-flip augmentation.
+    #[arg(long)]
+    #[serde(default)]
+    pub augment: bool,
+
+    #[arg(long, help = with_default(
+        "Seed of the initial parameters, the subsets, the data order and augmentation",
+        TrainConfig::default().seed,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl DataArgs {
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(TrainConfig::default().seed)
+    }
+
+    /// The data configuration.
+    pub fn data_config(&self) -> DataConfig {
+        let d = DataConfig::default();
+        DataConfig {
+            dataset: self.dataset.unwrap_or(d.dataset),
+            data_dir: self.data_dir.clone(),
+            download: !self.no_download,
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            augment: self.augment,
+        }
+    }
+}
+
+/// The option names (clap ids, underscores for dashes) of `T`, without `config`.
+pub fn option_names<T: Args>() -> Vec<String> {
+    T::augment_args(clap::Command::new("options"))
+        .get_arguments()
+        .map(|a| a.get_id().as_str().to_string())
+        .filter(|id| id != "config")
+        .collect()
+}
+
+/// Fills the options a command line left unset from the TOML file at `path`.
+///
+/// Flags win; a boolean flag set in the file stays set. Keys that are not options of the
+/// command are errors, except those in `tolerated` (options of a sibling command sharing the
+/// file), which are ignored.
+pub fn merge_with_file<T>(cli: &T, path: Option<&Path>, tolerated: &[String]) -> anyhow::Result<T>
+where
+    T: Args + Serialize + DeserializeOwned,
+{
+    let mut merged = toml::Table::new();
+    if let Some(path) = path {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let known = option_names::<T>();
+        if let Some(unknown) = file
+            .keys()
+            .find(|k| !known.contains(k) && !tolerated.contains(k))
+        {
+            bail!(
+                "{}: unknown option '{unknown}'; allowed: {}",
+                path.display(),
+                known.join(", ")
+            );
+        }
+        merged = file
+            .into_iter()
+            .filter(|(k, _)| known.contains(k))
+            .collect();
+    }
+    let flags = match toml::Value::try_from(cli).context("collecting the options")? {
+        toml::Value::Table(t) => t,
+        _ => toml::Table::new(),
+    };
+    for (key, value) in flags {
+        if value != toml::Value::Boolean(false) || !merged.contains_key(&key) {
+            merged.insert(key, value);
+        }
+    }
+    let what = path.map_or_else(|| "the options".to_string(), |p| p.display().to_string());
+    toml::Value::Table(merged)
+        .try_into()
+        .with_context(|| format!("reading {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        plan: PlanArgs,
+    }
+
+    #[test]
+    fn unset_recipe_options_take_the_preset_and_the_help_shows_it() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let plan = cli.plan.build().unwrap();
+        assert_eq!(
+            plan,
+            RecipeParams::default().build(Recipe::default()).unwrap()
+        );
+        let cli = Cli::try_parse_from(["x", "--lr", "0.2", "--weight-decay", "0"]).unwrap();
+        let plan = cli.plan.build().unwrap();
+        assert_eq!((plan.stages[0].lr, plan.weight_decay), (0.2, 0.0));
+        let help = Cli::command_help();
+        let lr = format!("[default: {}]", RecipeParams::default().lr);
+        assert!(help.contains(&lr), "{help}");
+    }
+
+    impl Cli {
+        fn command_help() -> String {
+            use clap::CommandFactory;
+            Cli::command().render_help().to_string()
+        }
+    }
+}
