@@ -161,10 +161,10 @@ fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
     // keeps α/b; β0 0.5 with 2 workers: 1 − β = 2 · 0.5 ⇒ 0.
     let mut args = SMALL.to_vec();
     args.extend(["--h-max", "10"]);
-    let (out, stderr, stdout) = run("given", &args);
+    let (out, given, stdout) = run("given", &args);
     assert!(
-        stderr.contains("α0 0.1 → 0.05, β0 0.5 → 0, b0 32 → 16"),
-        "{stderr}"
+        given.contains("α0 0.1 → 0.05, β0 0.5 → 0, b0 32 → 16"),
+        "{given}"
     );
     let plan_file = out.join("plan.toml");
     let plan = std::fs::read_to_string(&plan_file).unwrap();
@@ -183,6 +183,7 @@ fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
     args.extend(["--max-updates", "5"]);
     let (_, stderr, _) = run("estimated", &args);
     assert!(stderr.contains("at initialization)"), "{stderr}");
+    assert!(given.contains("h_max = 10 given)"), "{given}");
 
     // A plan file is used as given, with a note since the rule was asked for.
     let data = &SMALL[..8]; // dataset, model and subsets
@@ -196,9 +197,40 @@ fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
         "--asgd-rule",
         "theory",
     ]);
-    let (_, stderr, _) = run("file", &args);
-    assert!(stderr.contains("plan file is used as given"), "{stderr}");
-    assert!(!stderr.contains("asgd rule ("), "{stderr}");
+    let (_, stderr_file, _) = run("file", &args);
+    assert!(
+        stderr_file.contains("plan file is used as given"),
+        "{stderr_file}"
+    );
+    assert!(!stderr_file.contains("asgd rule ("), "{stderr_file}");
+
+    // Whatever the rule printed, every option it suggests is one of asgd's.
+    let help = text(
+        &Command::new(BIN)
+            .args(["asgd", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for line in [given, stderr, stderr_file] {
+        for flag in flags(&line) {
+            assert!(
+                help.contains(&format!("{flag} ")),
+                "asgd suggests {flag}, not an option of asgd: {line}"
+            );
+        }
+    }
+}
+
+/// The `--options` a text names.
+fn flags(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "();,".contains(c))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .collect()
 }
 
 #[test]
@@ -274,16 +306,27 @@ fn start_server(children: &mut Children, token: &str, args: &[&str]) -> String {
 }
 
 fn spawn_worker(url: &str, id: usize, token: &str, extra: &[&str]) -> Child {
+    spawn_worker_with(url, (id, 2), token, &[SMALL, extra].concat())
+}
+
+/// `ps worker` number `id.0` of `id.1` at `url` with `args` (the model, data and plan options).
+fn spawn_worker_with(url: &str, id: (usize, usize), token: &str, args: &[&str]) -> Child {
     Command::new(BIN)
-        .args(["ps", "worker", "--server", url, "--workers", "2"])
+        .args([
+            "ps",
+            "worker",
+            "--server",
+            url,
+            "--workers",
+            &id.1.to_string(),
+        ])
         .args([
             "--worker-id",
-            &id.to_string(),
+            &id.0.to_string(),
             "--connect-timeout-ms",
             "5000",
         ])
-        .args(SMALL)
-        .args(extra)
+        .args(args)
         .env("STAGEWISE_PS_TOKEN", token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -309,15 +352,27 @@ fn server_and_two_worker_processes_train_over_loopback() {
                 "500",
                 "--out",
                 &metrics_arg,
+                "--asgd-rule",
+                "none",
             ][..],
             SMALL,
         ]
         .concat(),
     );
     // Worker 1 sends and receives bfloat16; the server serves both formats at once.
-    let bf16 = ["--grad-wire", "bf16", "--param-wire", "bf16"];
+    let bf16 = [
+        "--grad-wire",
+        "bf16",
+        "--param-wire",
+        "bf16",
+        "--asgd-rule",
+        "none",
+    ];
     let workers: Vec<Child> = (0..2)
-        .map(|i| spawn_worker(&url, i, token, if i == 1 { &bf16 } else { &[] }))
+        .map(|i| {
+            let extra = if i == 1 { &bf16[..] } else { &bf16[4..] };
+            spawn_worker(&url, i, token, extra)
+        })
         .collect();
     for (i, w) in workers.into_iter().enumerate() {
         let out = wait_output(w, Duration::from_secs(90));
@@ -348,6 +403,87 @@ fn server_and_two_worker_processes_train_over_loopback() {
     let acc = summary["last_eval"]["stats"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.5, "accuracy {acc}: {summary}");
     assert_eq!(summary["refusals"]["unauthenticated"], 0);
+}
+
+/// The line `asgd rule (…): α0 … per worker` of a command's stderr.
+fn rule_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("asgd rule (docs"))
+        .unwrap_or_else(|| panic!("no rule line in:\n{stderr}"))
+}
+
+#[test]
+fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
+    // The same options, h_max estimated on the initial model by every process (about 1.1 for
+    // this mlp: with 4 workers α0 = 0.4 is above ½ of the limit for τ = 3, 0.2, so the cap
+    // lowers b0 with α0).
+    let mut args = SMALL.to_vec();
+    let lr = args.iter().position(|a| *a == "--lr").unwrap() + 1;
+    args[lr] = "0.4";
+    let dir = TempDir::new("ps-rule");
+    let out = dir.path().join("asgd");
+    let asgd = Command::new(BIN)
+        .args(["asgd", "--workers", "4", "--out"])
+        .arg(&out)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_output(asgd, Duration::from_secs(120));
+    let asgd = text(&output.stderr);
+    assert!(output.status.success(), "{asgd}");
+    let line = rule_line(&asgd).to_string();
+    assert!(
+        line.contains("at initialization)") && !line.contains("b0 32 → 32"),
+        "{line}"
+    );
+    let summary = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path.join("summary.json")).unwrap()).unwrap()
+    };
+    let updates = summary(&out)["final_version"].as_u64().unwrap();
+    assert!(
+        updates > 75,
+        "the rule lowers b0, so more than 75 updates: {updates}"
+    );
+
+    let metrics = dir.path().join("server");
+    let metrics_arg = metrics.to_string_lossy().into_owned();
+    let mut children = Children::default();
+    let token = "rule-secret";
+    let server_args = [
+        &[
+            "--workers",
+            "4",
+            "--linger-ms",
+            "500",
+            "--out",
+            &metrics_arg,
+        ][..],
+        &args,
+    ];
+    let url = start_server(&mut children, token, &server_args.concat());
+    let workers: Vec<Child> = (0..4)
+        .map(|i| spawn_worker_with(&url, (i, 4), token, &args))
+        .collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        let out = wait_output(w, Duration::from_secs(120));
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "worker {i}: {stderr}");
+        assert_eq!(rule_line(&stderr), line, "worker {i}");
+    }
+    let server = children.0.pop().unwrap();
+    let out = wait_output(server, Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "server: {stderr}");
+    assert_eq!(rule_line(&stderr), line, "server");
+    assert!(
+        stderr.contains("give `ps worker` the same options"),
+        "{stderr}"
+    );
+    // The server ran the adapted plan's length, as asgd did.
+    assert_eq!(summary(&metrics)["final_version"].as_u64(), Some(updates));
 }
 
 #[test]

@@ -75,6 +75,13 @@ fn recommend_writes_a_plan_that_explain_accepts() {
     );
     assert!(text.contains("no warnings"), "{text}");
     assert!(text.contains("plan written to"));
+    // α0 = 0.1/(1 − 0.9) is 1.0000000000000002 in floats; the plan says 1.
+    let toml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        toml.contains("\nlr = 1.0\n") && toml.contains("lr 1, momentum 0.9"),
+        "{toml}"
+    );
+    assert!(!toml.contains("0000000"), "{toml}");
     // The file is a valid plan; `show` and `explain` read it.
     let shown = ok(&["plan", "show", f]);
     assert!(shown.contains("plan: stagewise") && shown.contains("0.947368"));
@@ -127,6 +134,16 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
     assert!(approx(&rec["asgd"]["implicit_momentum"], 0.875));
     assert!(approx(&rec["plan"]["stages"][0]["lr"], 13.0 / 128.0));
     assert_eq!(v["explanation"]["stages"].as_array().unwrap().len(), 4);
+    // Reasons are typed in JSON: topic, text (no option names) and hints.
+    let batch = rec["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == "batch_size")
+        .unwrap_or_else(|| panic!("{}", rec["reasons"]));
+    assert_eq!(batch["hints"][0]["action"], "use_batch_rule", "{batch}");
+    assert_eq!(batch["hints"][0]["rule"], "keep-batch", "{batch}");
+    assert!(!batch["text"].as_str().unwrap().contains("--"), "{batch}");
     // keep-batch: α0 is the cap, b0 stays 128.
     let v = json(&[
         "plan",
@@ -169,6 +186,11 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
         "{text}"
     );
     assert!(text.contains("no h_max given"), "{text}");
+    // The hint is spelled with this command's options.
+    assert!(
+        text.contains("--h-max H or --estimate-from-model"),
+        "{text}"
+    );
     // Averaged (synchronous) updates: linear scaling α0·M = 8, β kept.
     let mut averaged = base.to_vec();
     averaged.extend(["--update", "averaged"]);
@@ -432,6 +454,54 @@ fn errors_name_the_field_and_the_allowed_range() {
         e.contains("stage 1") && e.contains("'beta'") && e.contains("0 <= beta < 1"),
         "{e}"
     );
+    // A derived method's inputs give a β outside QHM's range: the range is said once.
+    let e = fails(&[
+        "plan", "convert", "--from", "pid", "--kp", "0.1", "--ki", "0.1", "--kd", "0.9",
+    ]);
+    assert!(
+        e.contains("QHM value") && e.contains("'beta' = 1.125"),
+        "{e}"
+    );
+    assert_eq!(e.matches("0 <= beta < 1").count(), 1, "{e}");
+    // An input out of its own range is not called a QHM value.
+    let e = fails(&[
+        "plan",
+        "convert",
+        "--from",
+        "robust",
+        "--smoothness",
+        "1",
+        "--kappa",
+        "0.5",
+        "--rho",
+        "0.9",
+    ]);
+    assert!(
+        e.contains("'kappa' = 0.5") && !e.contains("QHM value"),
+        "{e}"
+    );
+    // The batch rule lowers b0 below what 4 stages can halve: each fact once, and the options
+    // that help are this command's.
+    let e = fails(&[
+        "plan",
+        "recommend",
+        "--from",
+        "pytorch-sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--workers",
+        "64",
+        "--h-max",
+        "30",
+    ]);
+    assert!(
+        e.contains("lowered from 128 to 1") && e.contains("--asgd-batch keep-batch"),
+        "{e}"
+    );
+    assert_eq!(e.matches("stages").count(), 2, "{e}"); // "fewer stages: --stages below 4"
+    assert!(!e.contains("smaller drop factor"), "{e}");
     // Unknown method: clap lists the allowed values.
     let e = fails(&["plan", "convert", "--from", "lion", "--lr", "1"]);
     assert!(e.contains("pytorch-sgd") && e.contains("tso"), "{e}");

@@ -5,8 +5,8 @@ mod theory_common;
 use stagewise_core::schedule::{Plan, Recipe, RecipeParams, Stage};
 use stagewise_core::theory::{
     explain, parse_spectrum, plan_stage_hypers, plan_stages, recommend, stationary_variance,
-    AdviceError, AsgdBatch, AsgdUpdate, ExplainOptions, MomentumMatch, PlanExplanation,
-    RecommendOptions, Rule, Setting, Severity, WarningKind,
+    AdviceError, AsgdBatch, AsgdUpdate, ExplainOptions, Hint, MomentumMatch, PlanExplanation,
+    RecommendOptions, Rule, Setting, Severity, Topic, WarningKind,
 };
 use theory_common::Gauss;
 
@@ -344,8 +344,15 @@ fn recommend_from_pytorch_sgd_gives_alpha_one() {
     .build(Recipe::Stagewise)
     .unwrap();
     assert_eq!(r.plan, expected);
-    assert!(r.reasons[0].contains("α = lr/(1−m) = 1"));
-    assert!(r.reasons.iter().any(|x| x.contains("stagewise recipe")));
+    assert!(r.reasons[0].text.contains("α = lr/(1−m) = 1"));
+    assert_eq!(r.reasons[0].topic, Topic::Conversion);
+    assert!(r
+        .reasons
+        .iter()
+        .any(|x| x.text.contains("stagewise recipe")));
+    // The conversion's float noise (0.1/(1 − 0.9) = 1.0000000000000002) is rounded away.
+    assert_eq!(r.plan.stages[0].lr, 1.0);
+    assert!(r.plan.to_toml_string().unwrap().contains("lr = 1.0\n"));
     // The recommended plan passes its own explanation.
     let ex = explain_default(&r.plan);
     assert_eq!(ex.warnings_only().count(), 0, "{:?}", ex.warnings);
@@ -384,12 +391,17 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert_eq!((a.workers, a.tau, a.update), (8, 7, AsgdUpdate::PerPush));
     assert!((a.implicit_momentum - 0.875).abs() < 1e-12);
     assert!((r.initial.lr - 1.0).abs() < 1e-12 && !a.lr.capped);
-    assert!(r.warnings[0].contains("no h_max"), "{:?}", r.warnings);
+    assert!(r.warnings[0].text.contains("no h_max"), "{:?}", r.warnings);
+    assert_eq!(r.warnings[0].topic, Topic::NoCurvature);
+    assert_eq!(r.warnings[0].hints, [Hint::GiveHMax]);
     // DC-gain rule: 1 − β_e = M(1 − β) ⇒ β_e = 0.2, and the total is back to 0.9.
     assert!((r.initial.beta - 0.2).abs() < 1e-12);
     assert!((a.total_momentum - 0.9).abs() < 1e-12);
     assert!((r.plan.stages[0].beta - 0.2).abs() < 1e-12);
-    assert!(r.reasons.iter().any(|x| x.contains("implicit momentum")));
+    assert!(r
+        .reasons
+        .iter()
+        .any(|x| x.text.contains("implicit momentum")));
 
     // With h_max = 1: capped at ½·2 sin(π/30) = 0.10453. By default b0 falls with α so that
     // α/b stays 1/128: b0 = ⌊128·0.10453⌋ = 13 and α0 = 13/128, below the cap.
@@ -402,20 +414,27 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert!((r.initial.lr - 13.0 / 128.0).abs() < 1e-15 && r.initial.lr <= cap);
     let b: Vec<u64> = r.plan.stages.iter().map(|s| s.batch_size).collect();
     assert_eq!(b, [13, 7, 3, 2]); // round(13/2^i): the recipe's usual drops from b0 = 13
-    assert!(r.reasons.iter().any(|x| x.contains("keep-ratio")));
+    assert!(r.reasons.iter().any(|x| x.text.contains("keep-ratio")));
+    let keep_batch = Hint::UseBatchRule {
+        rule: AsgdBatch::KeepBatch,
+    };
+    assert!(r
+        .reasons
+        .iter()
+        .any(|x| x.topic == Topic::BatchSize && x.hints == [keep_batch]));
     assert!(r.warnings.is_empty());
     // keep-batch: α0 is the cap itself, b0 stays 128.
     o.asgd_batch = AsgdBatch::KeepBatch;
     let r = recommend(&o).unwrap();
     assert!((r.initial.lr - cap).abs() < 1e-12 && r.plan.stages[0].batch_size == 128);
-    assert!(r.reasons.iter().any(|x| x.contains("keep-batch")));
+    assert!(r.reasons.iter().any(|x| x.text.contains("keep-batch")));
     o.asgd_batch = AsgdBatch::KeepRatio;
     // The whole limit (cap_fraction 1): twice the α, twice the batch (⌊128·0.20906⌋ = 26).
     o.cap_fraction = 1.0;
     let r = recommend(&o).unwrap();
     assert!((r.asgd.as_ref().unwrap().lr.lr - 2.0 * cap).abs() < 1e-12);
     assert_eq!(r.plan.stages[0].batch_size, 26);
-    assert!(r.reasons.iter().any(|x| x.starts_with("check: QHM")));
+    assert!(r.reasons.iter().any(|x| x.text.starts_with("check: QHM")));
     // QHM(0.9, 0.7) with 4 workers runs at explicit β 0.6, whose exact delayed limit (0.424)
     // is below delayed SGD's 0.445: at the whole SGD limit α0 = 56/128 = 0.4375 is flagged.
     let mut q = paper_options(Setting::Qhm {
@@ -433,7 +452,8 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert!(
         r.warnings
             .iter()
-            .any(|w| w.contains("exact delayed-QHM limit")),
+            .any(|w| w.text.contains("exact delayed-QHM limit")
+                && w.hints == [Hint::LowerCapFraction { current: 1.0 }]),
         "{:?}",
         r.warnings
     );
@@ -450,7 +470,7 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     assert_eq!(r.plan.stages[0].batch_size, 1);
     assert!((r.initial.lr - cap).abs() < 1e-12);
     assert!(
-        r.warnings.iter().any(|w| w.contains("b0 = 1")),
+        r.warnings.iter().any(|w| w.text.contains("b0 = 1")),
         "{:?}",
         r.warnings
     );
@@ -465,16 +485,14 @@ fn recommend_for_asgd_caps_reduces_momentum_and_scales_only_averaged_updates() {
     o.workers = Some(16);
     // τ = 15 caps α0 at sin(π/62) = 0.0506: keeping α/b needs b0 = 6, which 4 stages with
     // r = 2 cannot halve three times; the error says which options help.
-    let e = recommend(&o).unwrap_err().to_string();
-    assert!(
-        e.contains("lowered from 128 to 6") && e.contains("keep-batch"),
-        "{e}"
-    );
+    let e = recommend(&o).unwrap_err();
+    assert!(e.to_string().contains("lowered from 128 to 6"), "{e}");
+    assert!(e.hints().contains(&keep_batch), "{:?}", e.hints());
     o.h_max = None;
     let r = recommend(&o).unwrap();
     assert_eq!(r.initial.beta, 0.0);
     assert!(r.asgd.unwrap().explicit_momentum_exact < 0.0);
-    assert!(r.warnings.iter().any(|w| w.contains("negative")));
+    assert!(r.warnings.iter().any(|w| w.text.contains("negative")));
 
     // Averaged (synchronous) updates: linear scaling α0·M = 8, β kept, no staleness; with
     // h_max = 1 the cap is ½ · 2/h_max = 1.
@@ -571,5 +589,87 @@ fn variance_rel_matches_a_simulation() {
                 st.stage
             );
         }
+    }
+}
+
+/// Every text `recommend` and `explain` produce (reasons, warnings, notes, errors) names no
+/// command-line option: options are the front ends' business (they render the typed hints).
+#[test]
+fn library_texts_name_no_command_line_option() {
+    let mut texts: Vec<String> = Vec::new();
+    let sgd = Setting::PytorchSgd {
+        lr: 0.1,
+        momentum: 0.9,
+    };
+    let mut cases = Vec::new();
+    for workers in [None, Some(4), Some(8), Some(16)] {
+        for h_max in [None, Some(1.0), Some(30.0)] {
+            for (update, asgd_batch) in [
+                (AsgdUpdate::PerPush, AsgdBatch::KeepRatio),
+                (AsgdUpdate::PerPush, AsgdBatch::KeepBatch),
+                (AsgdUpdate::Averaged, AsgdBatch::KeepRatio),
+            ] {
+                for cap_fraction in [0.5, 1.0] {
+                    let mut o = paper_options(sgd);
+                    (o.workers, o.h_max, o.update, o.asgd_batch, o.cap_fraction) =
+                        (workers, h_max, update, asgd_batch, cap_fraction);
+                    cases.push(o);
+                }
+            }
+        }
+    }
+    let mut nu = paper_options(sgd);
+    nu.nu = Some(0.7);
+    let mut tiny = paper_options(sgd);
+    (tiny.workers, tiny.h_max, tiny.batch, tiny.stages) = (Some(8), Some(1.0), 4, 1);
+    let qhm = paper_options(Setting::Qhm {
+        lr: 1.0,
+        beta: 0.9,
+        nu: 0.7,
+    });
+    let adam = paper_options(Setting::Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+    });
+    cases.extend([nu, tiny, qhm, adam]);
+    let (mut notes, mut errors) = (0, 0);
+    for o in &cases {
+        match recommend(o) {
+            Ok(r) => {
+                for n in r.reasons.iter().chain(&r.warnings) {
+                    texts.push(n.text.clone());
+                    notes += 1;
+                }
+                let ex = explain_default(&r.plan);
+                texts.extend(ex.warnings.iter().map(|w| w.message.clone()));
+            }
+            Err(e) => {
+                texts.push(e.to_string());
+                errors += 1;
+            }
+        }
+    }
+    assert!(notes > 100 && errors >= 2, "{notes} notes, {errors} errors");
+    // Explain on plans that break every rule.
+    let step = paper_scale().build(Recipe::Step).unwrap();
+    let onecycle = paper_scale().build(Recipe::Onecycle).unwrap();
+    for plan in [step, onecycle] {
+        for spectrum in [
+            None,
+            Some(parse_spectrum("isotropic:d=10,h=50,c=1").unwrap()),
+        ] {
+            let opts = ExplainOptions {
+                h_max: Some(40.0),
+                smoothness: Some(3.0),
+                spectrum,
+                ..ExplainOptions::default()
+            };
+            let ex = explain(&plan, &opts).unwrap();
+            texts.extend(ex.warnings.iter().map(|w| w.message.clone()));
+        }
+    }
+    for t in &texts {
+        assert!(!t.contains("--"), "a library text names an option: {t}");
     }
 }

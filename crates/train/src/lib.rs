@@ -16,6 +16,7 @@
 //! [`Tensor`]: burn::Tensor
 
 pub mod asgd;
+pub mod asgd_rule;
 pub mod bench;
 pub mod bridge;
 pub mod kernels;

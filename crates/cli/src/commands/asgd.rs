@@ -22,9 +22,10 @@ use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
 use stagewise_train::{DataConfig, TrainConfig};
 use std::path::PathBuf;
 
+use super::advice::Audience;
+use super::asgd_rule::{plan_for_workers, server_run};
 pub use super::options::{merge_with_file, option_names};
-use super::options::{with_default, DataArgs, PlanArgs};
-use super::staleness_rule::{adapt, initial_h_max, AsgdRule};
+use super::options::{with_default, AsgdRuleArgs, DataArgs, PlanArgs};
 
 /// Most workers one command accepts (a thread or a process each).
 pub const MAX_WORKERS: usize = 4096;
@@ -356,20 +357,9 @@ pub struct AsgdArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel_split: Option<KernelSplit>,
 
-    /// How a recipe is adapted to asynchronous workers: theory (docs/theory.md §4.2: α0 capped at
-    /// ½ of the staleness limit for τ = M−1 at the initial model's h_max, b0 lowered with it
-    /// so α/b is kept, β0 lowered for asynchrony's implicit momentum) or none (the recipe as
-    /// given). Applies to recipes with the qhm optimizer, M > 1 and a per-push policy; a plan
-    /// file is always used as given [default: theory].
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    asgd_rule: Option<AsgdRule>,
-
-    /// Largest Hessian eigenvalue for --asgd-rule theory, instead of estimating it on the
-    /// initial model (about two minutes for the cnn on 2 cores).
-    #[arg(long, value_name = "H", allow_negative_numbers = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    h_max: Option<f64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    rule: AsgdRuleArgs,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -487,7 +477,16 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     }
     // Option errors first: the rule may spend minutes estimating h_max.
     args.server.policy(workers)?;
-    let plan = plan_for_workers(&args, workers, &splits, &data)?;
+    let run = server_run(&args.server, workers);
+    let plan = plan_for_workers(
+        &args.model,
+        &args.rule,
+        run,
+        &splits.train,
+        &data,
+        Audience::Asgd,
+        args.quiet,
+    )?;
     let layout = plan.layout(n_train)?;
     let server = args
         .server
@@ -563,75 +562,6 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
         bail!("every worker failed: {}", first.unwrap_or_default());
     }
     Ok(())
-}
-
-/// The run's plan: the recipe adapted by `--asgd-rule` when it applies, else as given.
-fn plan_for_workers(
-    args: &AsgdArgs,
-    workers: usize,
-    splits: &Splits,
-    data: &DataConfig,
-) -> anyhow::Result<Plan> {
-    let choice = &args.model.plan;
-    if let Some(h) = args.h_max {
-        if !(h.is_finite() && h > 0.0) {
-            bail!("--h-max {h} is out of range; allowed: a finite number > 0");
-        }
-    }
-    let rule = args.asgd_rule.unwrap_or_default();
-    let skip = |why: &str| {
-        if args.asgd_rule == Some(AsgdRule::Theory) || args.h_max.is_some() {
-            eprintln!("note: --asgd-rule theory not applied: {why}");
-        }
-    };
-    let Some((recipe, params)) = choice.recipe_params() else {
-        skip("a plan file is used as given");
-        return choice.build();
-    };
-    if rule == AsgdRule::None {
-        return choice.build();
-    }
-    if workers < 2 {
-        skip("one worker has no staleness");
-        return choice.build();
-    }
-    if args.server.is_sync() {
-        skip("the sync policy averages gradients without staleness");
-        return choice.build();
-    }
-    if args.server.optimizer.unwrap_or(ServerOptimizer::Qhm) != ServerOptimizer::Qhm {
-        skip("it is stated for QHM (--optimizer qhm)");
-        return choice.build();
-    }
-    let h_max = match args.h_max {
-        Some(h) => h,
-        None => {
-            if !args.quiet {
-                eprintln!(
-                    "asgd rule: estimating h_max of the initial {} (--h-max H skips this, \
-                     --asgd-rule none keeps the recipe as given)...",
-                    args.model.kind()
-                );
-            }
-            initial_h_max(args.model.kind(), args.model.seed(), &splits.train, data)?
-        }
-    };
-    let adapted = adapt(&params, recipe, workers as u32, h_max)?;
-    if !args.quiet {
-        eprintln!("{}", adapted.render(&params));
-        if args.model.worker_batch.is_some() {
-            eprintln!(
-                "note: --worker-batch fixes every gradient's batch, so the rule's b0 = {} is \
-                 not used and α/b is not kept",
-                adapted.params.batch
-            );
-        }
-    }
-    let mut adapted_choice = choice.clone();
-    adapted_choice.recipe.lr = Some(adapted.params.lr);
-    adapted_choice.recipe.momentum = Some(adapted.params.momentum);
-    adapted_choice.recipe.batch = Some(adapted.params.batch);
-    adapted_choice.build()
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! One module per subcommand; each holds its clap arguments and a `run` function.
 
+pub mod advice;
 pub mod asgd;
+pub mod asgd_rule;
 pub mod bench;
 pub mod optim;
 pub mod options;
 pub mod plan;
 pub mod ps;
 pub mod spectrum_source;
-pub mod staleness_rule;
 pub mod train;

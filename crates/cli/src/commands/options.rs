@@ -3,6 +3,8 @@
 //! - [`PlanArgs`]: a plan file, or a recipe and its parameters ([`RecipeArgs`]), as `train`,
 //!   `asgd`, `ps serve`/`ps worker` and `plan show` take them;
 //! - [`DataArgs`]: which data, how much of it, augmentation and the seed;
+//! - [`AsgdRuleArgs`]: whether and with which h_max `asgd`, `ps serve` and `ps worker` adapt a
+//!   recipe to asynchronous workers (docs/theory.md §4.2);
 //! - [`merge_with_file`]: flags over a TOML file with the same option names.
 //!
 //! Every default shown in `--help` is read from the library's preset
@@ -13,11 +15,12 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use stagewise_core::optim::WeightDecay;
 use stagewise_core::schedule::{Plan, Recipe, RecipeParams};
+use stagewise_core::theory::AsgdRule;
 use stagewise_train::{DataConfig, DatasetKind, TrainConfig};
 
 /// `"{what} [default: {value}]"`, for help texts whose default comes from the library.
@@ -230,6 +233,63 @@ impl DataArgs {
             train_subset: self.train_subset,
             test_subset: self.test_subset,
             augment: self.augment,
+        }
+    }
+}
+
+/// `--asgd-rule` on the command line (the library's [`AsgdRule`]).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AsgdRuleArg {
+    /// docs/theory.md §4.2: α0 capped for staleness, b0 lowered with it, β0 lowered (default).
+    Theory,
+    /// The recipe's α0, β0 and b0 as given (they may diverge with stale gradients).
+    None,
+}
+
+/// How `asgd`, `ps serve` and `ps worker` adapt a recipe to M asynchronous workers; the same
+/// options give every process of a run the same plan.
+#[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsgdRuleArgs {
+    /// How a recipe is adapted to asynchronous workers: theory (docs/theory.md §4.2: α0 capped at
+    /// ½ of the staleness limit for τ = M−1 at the initial model's h_max, b0 lowered with it
+    /// so α/b is kept, β0 lowered for asynchrony's implicit momentum) or none (the recipe as
+    /// given). Applies to recipes with the qhm optimizer, M > 1 and a per-push policy; a plan
+    /// file is always used as given. `ps serve` and `ps worker` apply it alike: give them the
+    /// same options [default: theory].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asgd_rule: Option<AsgdRuleArg>,
+
+    /// Largest Hessian eigenvalue for --asgd-rule theory, instead of estimating it on the
+    /// initial model (about two minutes for the cnn on 2 cores).
+    #[arg(long, value_name = "H", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h_max: Option<f64>,
+}
+
+impl AsgdRuleArgs {
+    /// The rule asked for (theory unless `--asgd-rule none`).
+    pub fn rule(&self) -> AsgdRule {
+        match self.asgd_rule {
+            Some(AsgdRuleArg::None) => AsgdRule::None,
+            Some(AsgdRuleArg::Theory) | None => AsgdRule::Theory,
+        }
+    }
+
+    /// `true` when the user asked for the rule explicitly (`--asgd-rule theory` or `--h-max`),
+    /// so that a run it does not apply to says so.
+    pub fn asked(&self) -> bool {
+        self.asgd_rule == Some(AsgdRuleArg::Theory) || self.h_max.is_some()
+    }
+
+    /// `--h-max`, checked.
+    pub fn h_max(&self) -> anyhow::Result<Option<f64>> {
+        match self.h_max {
+            Some(h) if !(h.is_finite() && h > 0.0) => {
+                bail!("--h-max {h} is out of range; allowed: a finite number > 0")
+            }
+            h => Ok(h),
         }
     }
 }

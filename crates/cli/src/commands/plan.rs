@@ -15,7 +15,7 @@ use stagewise_core::optim::conventions::{
 use stagewise_core::optim::convert::{
     from_accsgd, from_pid, from_robust_momentum, from_snv, from_triple_momentum, from_tso,
 };
-use stagewise_core::optim::QhmHyper;
+use stagewise_core::optim::{OptimError, QhmHyper};
 use stagewise_core::schedule::{fmt_num, Plan};
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
@@ -23,6 +23,7 @@ use stagewise_core::theory::{
     MomentumMatch, RecommendOptions, Setting, Spectrum,
 };
 
+use super::advice::{advice_error, render_note, Audience};
 use super::options::RecipeArgs;
 use super::spectrum_source::{render_estimate, EstimatorOpts};
 
@@ -220,15 +221,11 @@ impl TheoryOpts {
         })
     }
 
-    /// --h-max, else the largest eigenvalue of the spectrum (given or estimated).
+    /// --h-max, else the largest eigenvalue of the spectrum (given or estimated), as
+    /// `explain` takes it.
     fn h_max(&self, choice: &SpectrumChoice) -> Option<f64> {
-        self.h_max.or_else(|| {
-            choice
-                .spectrum
-                .as_ref()
-                .map(|s| s.h.iter().copied().fold(0.0, f64::max))
-                .filter(|h| *h > 0.0)
-        })
+        self.h_max
+            .or_else(|| choice.spectrum.as_ref().and_then(Spectrum::h_max))
     }
 
     fn options(&self, choice: SpectrumChoice) -> anyhow::Result<ExplainOptions> {
@@ -554,7 +551,12 @@ fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
     let choice = args.theory.spectrum()?;
     let estimate = choice.estimate.clone();
     let opts = args.options(args.theory.h_max(&choice))?;
-    let rec = recommend(&opts).context("recommending a plan")?;
+    let to = Audience::PlanRecommend {
+        from_qhm: args.from == FromSetting::Qhm,
+    };
+    let rec = recommend(&opts)
+        .map_err(|e| advice_error(e, to))
+        .context("recommending a plan")?;
     let ex = explain(&rec.plan, &args.theory.options(choice)?).context("explaining the plan")?;
     if let Some(path) = &args.out {
         rec.plan
@@ -579,12 +581,12 @@ fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
     )?;
     writeln!(o, "why:")?;
     for r in &rec.reasons {
-        writeln!(o, "  - {r}")?;
+        writeln!(o, "  - {}", render_note(r, to))?;
     }
     if !rec.warnings.is_empty() {
         writeln!(o, "check:")?;
         for w in &rec.warnings {
-            writeln!(o, "  - {w}")?;
+            writeln!(o, "  - {}", render_note(w, to))?;
         }
     }
     writeln!(o)?;
@@ -844,16 +846,19 @@ impl ConvertArgs {
             self.from,
             Method::PytorchSgd | Method::PlainSgd | Method::HeavyBall | Method::Nag | Method::Qhm
         );
-        h.with_context(|| {
-            if derived {
-                format!(
-                    "converting --from {} to QHM: these parameters give a QHM value outside \
-                     QHM's range (lr >= 0, 0 <= beta < 1, 0 <= nu <= 1)",
-                    self.from.name()
-                )
+        h.map_err(|e| {
+            // A derived method's inputs can be in range and still give an α, β or ν outside
+            // QHM's: say so, and let the error give the field and its range (once).
+            let output = derived
+                && matches!(&e, OptimError::InvalidHyper { field, .. }
+                    if ["lr", "beta", "nu"].contains(field));
+            let what = format!("converting --from {} to QHM", self.from.name());
+            let context = if output {
+                format!("{what}: these parameters give a QHM value outside QHM's range")
             } else {
-                format!("converting --from {} to QHM", self.from.name())
-            }
+                what
+            };
+            anyhow::Error::new(e).context(context)
         })
     }
 }
@@ -1032,6 +1037,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exponential"), "{e}");
+    }
+
+    #[test]
+    fn recommend_hints_name_only_options_of_plan_recommend() {
+        use super::super::advice::tests::assert_hints_use_options;
+        use super::super::options::option_names;
+        let names = option_names::<RecommendArgs>();
+        for from_qhm in [false, true] {
+            assert_hints_use_options(Audience::PlanRecommend { from_qhm }, &names);
+        }
     }
 
     #[test]

@@ -21,9 +21,12 @@ use stagewise_train::threads::{init_global_pool, THREADS_HELP};
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::advice::Audience;
 use super::asgd::{
     merge_with_file, option_names, print_summary, worker_line, ModelArgs, ServerArgs, MAX_WORKERS,
 };
+use super::asgd_rule::{plan_for_workers, server_run, worker_run};
+use super::options::AsgdRuleArgs;
 
 /// The environment variable read for the token when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "STAGEWISE_PS_TOKEN";
@@ -64,8 +67,8 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<String>,
 
-    /// Number of workers M (sets the round size of --policy sync and DC-ASGD's snapshots)
-    /// [default: 1].
+    /// Number of workers M (sets the round size of --policy sync, DC-ASGD's snapshots and the
+    /// staleness τ = M − 1 of --asgd-rule) [default: 1].
     #[arg(long, value_name = "M")]
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<usize>,
@@ -141,6 +144,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     server: ServerArgs,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    rule: AsgdRuleArgs,
 }
 
 /// Options of `stagewise ps worker`.
@@ -243,6 +250,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     #[serde(flatten)]
     model: ModelArgs,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    rule: AsgdRuleArgs,
 }
 
 /// Runs `stagewise ps`.
@@ -302,9 +313,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (shard_index, num_shards) = parse_shard(args.shard.as_deref().unwrap_or("0/1"))?;
     let kind = args.model.kind();
     let seed = args.model.seed();
-    let plan = args.model.plan()?;
     let (data, splits) = args.model.load()?;
     let n_train = splits.train.len() as u64;
+    // Option errors first: the rule may spend minutes estimating h_max.
+    args.server.policy(workers)?;
+    let run = server_run(&args.server, workers);
+    let plan = plan_for_workers(
+        &args.model,
+        &args.rule,
+        run,
+        &splits.train,
+        &data,
+        Audience::PsServe,
+        false,
+    )?;
     let mut server = args.server.server_config(
         args.model.model_id(args.model_id.as_deref()),
         &plan,
@@ -453,8 +475,17 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     init_global_pool(args.threads)?;
     let kind = args.model.kind();
     let seed = args.model.seed();
-    let plan = args.model.plan()?;
     let (data, splits) = args.model.load()?;
+    let run = worker_run(workers, args.sync);
+    let plan = plan_for_workers(
+        &args.model,
+        &args.rule,
+        run,
+        &splits.train,
+        &data,
+        Audience::PsWorker,
+        false,
+    )?;
     let layout = plan.layout(splits.train.len() as u64)?;
     let clock = if args.sync {
         StepClock::local(1)

@@ -61,6 +61,22 @@ impl Spectrum {
         self.h.len()
     }
 
+    /// The largest curvature h_max = max_j h_j, if positive (`None` for an empty spectrum).
+    /// `explain` and `recommend` take it as the default h_max of a spectrum.
+    ///
+    /// ```
+    /// use stagewise_core::theory::Spectrum;
+    /// let s = Spectrum::from_lists(vec![0.5, 40.0, 2.0], vec![1.0; 3]).unwrap();
+    /// assert_eq!(s.h_max(), Some(40.0));
+    /// ```
+    pub fn h_max(&self) -> Option<f64> {
+        self.h
+            .iter()
+            .copied()
+            .fold(None, |m: Option<f64>, h| Some(m.map_or(h, |m| m.max(h))))
+            .filter(|h| *h > 0.0)
+    }
+
     /// Checks non-empty, equal lengths, and positivity of every entry.
     pub fn validate(&self) -> Result<()> {
         if self.h.is_empty() {

@@ -34,6 +34,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::adapter::{plan_stages, TheoryStage};
+use super::advice::Hint;
 use super::bound::{plan_bound, BoundOptions, CarryOver, Spectrum};
 use super::error::TheoryError;
 use super::invariants::StageHyper;
@@ -86,6 +87,28 @@ pub enum AdviceError {
         /// What is wrong, with the line for CSV.
         message: String,
     },
+    /// The keep-ratio batch rule lowered b0 so far that the stages cannot halve it.
+    #[error(
+        "b0 was lowered from {requested} to {lowered} per worker to keep α/b under the \
+         staleness cap, so stage {stage} would have a batch size of {lowered} / {drop}^{power} \
+         = {batch}, below 1"
+    )]
+    LoweredBatchTooSmall {
+        /// b0 asked for.
+        requested: u64,
+        /// b0 after the batch rule.
+        lowered: u64,
+        /// 1-based stage whose batch size falls below 1.
+        stage: usize,
+        /// Drop factor r.
+        drop: f64,
+        /// Exponent i (0-based stage index).
+        power: usize,
+        /// The unrounded batch size lowered/rⁱ.
+        batch: f64,
+        /// What avoids it.
+        hints: Vec<Hint>,
+    },
 }
 
 impl AdviceError {
@@ -95,6 +118,14 @@ impl AdviceError {
             field: field.to_string(),
             value: value.to_string(),
             allowed: allowed.to_string(),
+        }
+    }
+
+    /// What the user can do about the error (empty for most errors).
+    pub fn hints(&self) -> &[Hint] {
+        match self {
+            AdviceError::LoweredBatchTooSmall { hints, .. } => hints,
+            _ => &[],
         }
     }
 }
@@ -426,6 +457,13 @@ fn constant_status(rule: Rule, values: &[f64], tol: f64) -> RuleStatus {
 
 /// Explains `plan` in the theory's terms; see the [module documentation](self).
 ///
+/// Each rule is checked by its own small function, which returns its verdict (the rules it
+/// decides, and its warnings): the per-stage table (`explain_stage`), then α·T
+/// (`lr_times_t`), α·ν·β/(1−β) (`momentum_offset`), α ≤ (1−β)/L (`lr_below_smoothness`, with
+/// a smoothness constant), β non-decreasing (`beta_non_decreasing`), α/b (`lr_over_batch`),
+/// stability at h_max (`stability`), within-stage schedules (`within_stage_schedules`) and the
+/// bound (`bound_verdict`). The h_max of a spectrum is [`Spectrum::h_max`].
+///
 /// # Errors
 /// [`AdviceError::Invalid`] for an option out of range, [`AdviceError::Plan`] for an invalid
 /// plan (naming the stage and field) or one that cannot be laid out for `n_train`. An unstable
@@ -434,11 +472,10 @@ pub fn explain(plan: &Plan, opts: &ExplainOptions) -> Result<PlanExplanation, Ad
     check_options(opts)?;
     let stages = plan_stages(plan, opts.n_train)?;
     let h = opts.curvature;
-    let h_max = opts.h_max.unwrap_or_else(|| {
-        opts.spectrum
-            .as_ref()
-            .map_or(h, |s| s.h.iter().copied().fold(f64::MIN_POSITIVE, f64::max))
-    });
+    let h_max = opts
+        .h_max
+        .or_else(|| opts.spectrum.as_ref().and_then(Spectrum::h_max))
+        .unwrap_or(h);
     let first_var = stage_var(&stages[0].hyper, h);
     let explained = stages
         .iter()
@@ -447,266 +484,27 @@ pub fn explain(plan: &Plan, opts: &ExplainOptions) -> Result<PlanExplanation, Ad
         .collect::<Result<Vec<_>, AdviceError>>()?;
 
     let tol = opts.rel_tol;
-    let mut warnings = Vec::new();
-    let col = |f: fn(&StageExplanation) -> f64| explained.iter().map(f).collect::<Vec<f64>>();
-    let steps = col(|s| s.lr_times_steps);
-    let epochs = col(|s| s.lr_times_epochs);
-    let offset = col(|s| s.momentum_offset);
-    let temp = col(|s| s.lr_over_batch);
-    let mut rules = vec![
-        constant_status(Rule::LrTimesSteps, &steps, tol),
-        constant_status(Rule::LrTimesEpochs, &epochs, tol),
-        constant_status(Rule::MomentumOffset, &offset, tol),
+    let mut verdicts = vec![
+        lr_times_t(&explained, tol),
+        momentum_offset(&explained, tol),
     ];
-
-    // α·T in iterations: shorter than the rule is a warning, longer a note.
-    let first = &explained[0];
-    for s in &explained[1..] {
-        let d = rel(s.lr_times_steps, steps[0]);
-        if d < -tol {
-            let needed = (steps[0] / s.lr).ceil();
-            warnings.push(Warning {
-                severity: Severity::Warning,
-                kind: WarningKind::LrTimesSteps,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {}: α·T = {} (T = {} iterations) is {} of stage 1's {}: the stage is \
-                     too short for its learning rate; §2 condition 1 (which counts iterations) \
-                     needs α·T constant, i.e. about {} iterations ({} epochs) for α = {}",
-                    s.stage,
-                    fmt_num(s.lr_times_steps),
-                    s.length_steps,
-                    pct(d),
-                    fmt_num(steps[0]),
-                    fmt_num(needed),
-                    fmt_num(needed / s.steps_per_epoch as f64),
-                    fmt_num(s.lr)
-                ),
-            });
-        }
-    }
-    let grows = explained[1..]
-        .iter()
-        .any(|s| rel(s.lr_times_steps, steps[0]) > tol);
-    if grows {
-        let last = &explained[explained.len() - 1];
-        let epochs_kept = rules[1].holds;
-        warnings.push(Warning {
-            severity: Severity::Note,
-            kind: WarningKind::LrTimesSteps,
-            stage: None,
-            message: format!(
-                "α·T in iterations grows from {} (stage 1) to {} (stage {}){}. §2 condition 1 \
-                 counts iterations, so it is not met literally; stages longer than the rule \
-                 only re-weight the averaged gradient-norm bound towards them (weights α_i·T_i, \
-                 [D]) and do not weaken the convergence guarantee the way a too-short stage does{}",
-                fmt_num(steps[0]),
-                fmt_num(last.lr_times_steps),
-                last.stage,
-                if first.batch_size != last.batch_size {
-                    " because the batch shrinks, so an epoch has more iterations"
-                } else {
-                    ""
-                },
-                if epochs_kept {
-                    "; α·T is constant in epochs, the paper code's convention"
-                } else {
-                    ""
-                }
-            ),
-        });
-    }
-    if !rules[1].holds && rules[0].holds {
-        warnings.push(Warning {
-            severity: Severity::Note,
-            kind: WarningKind::LrTimesEpochs,
-            stage: rules[1].worst_stage,
-            message: format!(
-                "α·T is constant in iterations (what §2 condition 1 needs) but not in epochs \
-                 (largest deviation {:.0}% at stage {}), the paper code's convention",
-                100.0 * rules[1].max_rel_deviation,
-                rules[1].worst_stage.unwrap_or(1)
-            ),
-        });
-    }
-
-    // α·ν·β/(1−β): the z-sequence offset.
-    for s in &explained[1..] {
-        let d = rel(s.momentum_offset, offset[0]);
-        if d.abs() > tol {
-            warnings.push(Warning {
-                severity: Severity::Warning,
-                kind: WarningKind::MomentumOffset,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {}: α·ν·β/(1−β) = {} differs from stage 1's {} by {}: the z-sequence \
-                     z = θ − α·ν·β/(1−β)·d of §2 is discontinuous at this switch (condition 2); \
-                     when α drops by a factor r, grow β/(1−β) (or ν) by r",
-                    s.stage,
-                    fmt_num(s.momentum_offset),
-                    fmt_num(offset[0]),
-                    pct(d)
-                ),
-            });
-        }
-    }
-
-    // §2 condition 3, when L is known.
     if let Some(l) = opts.smoothness {
-        let devs: Vec<f64> = explained
-            .iter()
-            .map(|s| (s.lr * l / (1.0 - s.beta) - 1.0).max(0.0))
-            .collect();
-        let (mut dev, mut at) = (0.0, None);
-        for (i, &d) in devs.iter().enumerate() {
-            if d > dev {
-                (dev, at) = (d, Some(i + 1));
-            }
-            if d > tol {
-                let s = &explained[i];
-                warnings.push(Warning {
-                    severity: Severity::Warning,
-                    kind: WarningKind::LrBelowSmoothness,
-                    stage: Some(s.stage),
-                    message: format!(
-                        "stage {}: α = {} exceeds (1−β)/L = {} (L = {}) by {}: §2 condition 3 \
-                         (α ≤ c·(1−β)/L, here with c = 1 since the theorem's constant is not \
-                         available); lower α or β",
-                        s.stage,
-                        fmt_num(s.lr),
-                        fmt_num((1.0 - s.beta) / l),
-                        fmt_num(l),
-                        pct(d)
-                    ),
-                });
-            }
-        }
-        rules.push(RuleStatus {
-            rule: Rule::LrBelowSmoothness,
-            holds: dev <= tol,
-            max_rel_deviation: dev,
-            worst_stage: at,
-        });
+        verdicts.push(lr_below_smoothness(&explained, l, tol));
     }
-
-    // §2 condition 4: β non-decreasing.
-    let (mut dev, mut at) = (0.0, None);
-    for w in explained.windows(2) {
-        let (prev, cur) = (&w[0], &w[1]);
-        if cur.beta < prev.beta {
-            let d = (prev.beta - cur.beta) / prev.beta;
-            if d > dev {
-                (dev, at) = (d, Some(cur.stage));
-            }
-            if d > tol {
-                warnings.push(Warning {
-                    severity: Severity::Warning,
-                    kind: WarningKind::BetaNonDecreasing,
-                    stage: Some(cur.stage),
-                    message: format!(
-                        "stage {}: β drops from {} to {}: §2 condition 4 needs β non-decreasing",
-                        cur.stage,
-                        fmt_num(prev.beta),
-                        fmt_num(cur.beta)
-                    ),
-                });
-            }
-        }
+    verdicts.extend([
+        beta_non_decreasing(&explained, tol),
+        lr_over_batch(&explained, tol),
+        stability(&explained, h_max),
+        within_stage_schedules(&explained),
+    ]);
+    let (bound, bound_warnings) = bound_verdict(&stages, opts);
+    let mut rules = Vec::new();
+    let mut warnings = Vec::new();
+    for v in verdicts {
+        rules.extend(v.rules);
+        warnings.extend(v.warnings);
     }
-    rules.push(RuleStatus {
-        rule: Rule::BetaNonDecreasing,
-        holds: dev <= tol,
-        max_rel_deviation: dev,
-        worst_stage: at,
-    });
-
-    // §3.4: α/b.
-    rules.push(constant_status(Rule::LrOverBatch, &temp, tol));
-    for s in &explained[1..] {
-        let d = rel(s.lr_over_batch, temp[0]);
-        if d.abs() > tol {
-            warnings.push(Warning {
-                severity: Severity::Warning,
-                kind: WarningKind::LrOverBatch,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {}: α/b = {} differs from stage 1's {} by {}: the stationary variance \
-                     (∝ α/b, §3.2) {} and the bound's KL moves away from its stage-1 value \
-                     (§3.4); shrink the batch together with α (b → b/r when α → α/r)",
-                    s.stage,
-                    fmt_num(s.lr_over_batch),
-                    fmt_num(temp[0]),
-                    pct(d),
-                    if d < 0.0 { "shrinks" } else { "grows" }
-                ),
-            });
-        }
-    }
-
-    // Stability at h_max, and within-stage schedules.
-    for s in &explained {
-        if !s.stable {
-            warnings.push(Warning {
-                severity: Severity::Warning,
-                kind: WarningKind::Unstable,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {} is unstable for curvature {}: α = {} ≥ α_max = {} (QHM diverges \
-                     along that direction, §1); lower α, or raise ν·β",
-                    s.stage,
-                    fmt_num(h_max),
-                    fmt_num(s.lr),
-                    fmt_num(s.lr_max)
-                ),
-            });
-        } else if s.stability_margin < EDGE_MARGIN {
-            warnings.push(Warning {
-                severity: Severity::Note,
-                kind: WarningKind::NearStabilityEdge,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {}: α = {} is within {:.0}% of α_max = {} at curvature {}: the \
-                     stationary variance is inflated by 1/margin = {}",
-                    s.stage,
-                    fmt_num(s.lr),
-                    100.0 * s.stability_margin,
-                    fmt_num(s.lr_max),
-                    fmt_num(h_max),
-                    fmt_num(1.0 / s.stability_margin)
-                ),
-            });
-        }
-        if let Some(sched) = &s.schedule {
-            warnings.push(Warning {
-                severity: Severity::Note,
-                kind: WarningKind::WithinStageSchedule,
-                stage: Some(s.stage),
-                message: format!(
-                    "stage {} has a within-stage schedule ({sched}); the theory treats stages as \
-                     constant, so its numbers use the base α = {}, β = {}",
-                    s.stage,
-                    fmt_num(s.lr),
-                    fmt_num(s.beta)
-                ),
-            });
-        }
-    }
-
-    let bound = match &opts.spectrum {
-        None => None,
-        Some(spec) => match bound_summary(&stages, spec, opts) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                warnings.push(Warning {
-                    severity: Severity::Warning,
-                    kind: WarningKind::BoundUnavailable,
-                    stage: None,
-                    message: format!("bound proxy not computed: {e}"),
-                });
-                None
-            }
-        },
-    };
+    warnings.extend(bound_warnings);
     warnings.sort_by_key(|w| w.stage.unwrap_or(0));
 
     let total_steps = stages.iter().map(|t| t.hyper.length_steps).sum();
@@ -723,6 +521,322 @@ pub fn explain(plan: &Plan, opts: &ExplainOptions) -> Result<PlanExplanation, Ad
         bound,
         warnings,
     })
+}
+
+/// What one rule check found: the rules it decides and its warnings and notes.
+#[derive(Debug, Default)]
+struct Verdict {
+    rules: Vec<RuleStatus>,
+    warnings: Vec<Warning>,
+}
+
+impl Verdict {
+    fn warning(&mut self, severity: Severity, kind: WarningKind, stage: Option<usize>, m: String) {
+        self.warnings.push(Warning {
+            severity,
+            kind,
+            stage,
+            message: m,
+        });
+    }
+}
+
+/// One column of the stage table.
+fn column(explained: &[StageExplanation], f: fn(&StageExplanation) -> f64) -> Vec<f64> {
+    explained.iter().map(f).collect()
+}
+
+/// §2 condition 1 and the paper code's convention: α·T constant in iterations and in epochs.
+/// A stage shorter than the rule in iterations is a warning, a longer one a note.
+fn lr_times_t(explained: &[StageExplanation], tol: f64) -> Verdict {
+    let steps = column(explained, |s| s.lr_times_steps);
+    let epochs = column(explained, |s| s.lr_times_epochs);
+    let by_steps = constant_status(Rule::LrTimesSteps, &steps, tol);
+    let by_epochs = constant_status(Rule::LrTimesEpochs, &epochs, tol);
+    let mut v = Verdict::default();
+    let first = &explained[0];
+    for s in &explained[1..] {
+        let d = rel(s.lr_times_steps, steps[0]);
+        if d < -tol {
+            let needed = (steps[0] / s.lr).ceil();
+            v.warning(
+                Severity::Warning,
+                WarningKind::LrTimesSteps,
+                Some(s.stage),
+                format!(
+                    "stage {}: α·T = {} (T = {} iterations) is {} of stage 1's {}: the stage is \
+                     too short for its learning rate; §2 condition 1 (which counts iterations) \
+                     needs α·T constant, i.e. about {} iterations ({} epochs) for α = {}",
+                    s.stage,
+                    fmt_num(s.lr_times_steps),
+                    s.length_steps,
+                    pct(d),
+                    fmt_num(steps[0]),
+                    fmt_num(needed),
+                    fmt_num(needed / s.steps_per_epoch as f64),
+                    fmt_num(s.lr)
+                ),
+            );
+        }
+    }
+    let grows = explained[1..]
+        .iter()
+        .any(|s| rel(s.lr_times_steps, steps[0]) > tol);
+    if grows {
+        let last = &explained[explained.len() - 1];
+        v.warning(
+            Severity::Note,
+            WarningKind::LrTimesSteps,
+            None,
+            format!(
+                "α·T in iterations grows from {} (stage 1) to {} (stage {}){}. §2 condition 1 \
+                 counts iterations, so it is not met literally; stages longer than the rule \
+                 only re-weight the averaged gradient-norm bound towards them (weights α_i·T_i, \
+                 [D]) and do not weaken the convergence guarantee the way a too-short stage does{}",
+                fmt_num(steps[0]),
+                fmt_num(last.lr_times_steps),
+                last.stage,
+                if first.batch_size != last.batch_size {
+                    " because the batch shrinks, so an epoch has more iterations"
+                } else {
+                    ""
+                },
+                if by_epochs.holds {
+                    "; α·T is constant in epochs, the paper code's convention"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    if !by_epochs.holds && by_steps.holds {
+        v.warning(
+            Severity::Note,
+            WarningKind::LrTimesEpochs,
+            by_epochs.worst_stage,
+            format!(
+                "α·T is constant in iterations (what §2 condition 1 needs) but not in epochs \
+                 (largest deviation {:.0}% at stage {}), the paper code's convention",
+                100.0 * by_epochs.max_rel_deviation,
+                by_epochs.worst_stage.unwrap_or(1)
+            ),
+        );
+    }
+    v.rules = vec![by_steps, by_epochs];
+    v
+}
+
+/// §2 condition 2: α·ν·β/(1−β), the z-sequence offset, constant.
+fn momentum_offset(explained: &[StageExplanation], tol: f64) -> Verdict {
+    let offset = column(explained, |s| s.momentum_offset);
+    let mut v = Verdict {
+        rules: vec![constant_status(Rule::MomentumOffset, &offset, tol)],
+        ..Verdict::default()
+    };
+    for s in &explained[1..] {
+        let d = rel(s.momentum_offset, offset[0]);
+        if d.abs() > tol {
+            v.warning(
+                Severity::Warning,
+                WarningKind::MomentumOffset,
+                Some(s.stage),
+                format!(
+                    "stage {}: α·ν·β/(1−β) = {} differs from stage 1's {} by {}: the z-sequence \
+                     z = θ − α·ν·β/(1−β)·d of §2 is discontinuous at this switch (condition 2); \
+                     when α drops by a factor r, grow β/(1−β) (or ν) by r",
+                    s.stage,
+                    fmt_num(s.momentum_offset),
+                    fmt_num(offset[0]),
+                    pct(d)
+                ),
+            );
+        }
+    }
+    v
+}
+
+/// §2 condition 3 for a known smoothness `l`: α ≤ (1−β)/L.
+fn lr_below_smoothness(explained: &[StageExplanation], l: f64, tol: f64) -> Verdict {
+    let mut v = Verdict::default();
+    let (mut dev, mut at) = (0.0, None);
+    for s in explained {
+        let d = (s.lr * l / (1.0 - s.beta) - 1.0).max(0.0);
+        if d > dev {
+            (dev, at) = (d, Some(s.stage));
+        }
+        if d > tol {
+            v.warning(
+                Severity::Warning,
+                WarningKind::LrBelowSmoothness,
+                Some(s.stage),
+                format!(
+                    "stage {}: α = {} exceeds (1−β)/L = {} (L = {}) by {}: §2 condition 3 \
+                     (α ≤ c·(1−β)/L, here with c = 1 since the theorem's constant is not \
+                     available); lower α or β",
+                    s.stage,
+                    fmt_num(s.lr),
+                    fmt_num((1.0 - s.beta) / l),
+                    fmt_num(l),
+                    pct(d)
+                ),
+            );
+        }
+    }
+    v.rules.push(RuleStatus {
+        rule: Rule::LrBelowSmoothness,
+        holds: dev <= tol,
+        max_rel_deviation: dev,
+        worst_stage: at,
+    });
+    v
+}
+
+/// §2 condition 4: β non-decreasing.
+fn beta_non_decreasing(explained: &[StageExplanation], tol: f64) -> Verdict {
+    let mut v = Verdict::default();
+    let (mut dev, mut at) = (0.0, None);
+    for w in explained.windows(2) {
+        let (prev, cur) = (&w[0], &w[1]);
+        if cur.beta < prev.beta {
+            let d = (prev.beta - cur.beta) / prev.beta;
+            if d > dev {
+                (dev, at) = (d, Some(cur.stage));
+            }
+            if d > tol {
+                v.warning(
+                    Severity::Warning,
+                    WarningKind::BetaNonDecreasing,
+                    Some(cur.stage),
+                    format!(
+                        "stage {}: β drops from {} to {}: §2 condition 4 needs β non-decreasing",
+                        cur.stage,
+                        fmt_num(prev.beta),
+                        fmt_num(cur.beta)
+                    ),
+                );
+            }
+        }
+    }
+    v.rules.push(RuleStatus {
+        rule: Rule::BetaNonDecreasing,
+        holds: dev <= tol,
+        max_rel_deviation: dev,
+        worst_stage: at,
+    });
+    v
+}
+
+/// §3.4: α/b, the noise temperature, constant.
+fn lr_over_batch(explained: &[StageExplanation], tol: f64) -> Verdict {
+    let temp = column(explained, |s| s.lr_over_batch);
+    let mut v = Verdict {
+        rules: vec![constant_status(Rule::LrOverBatch, &temp, tol)],
+        ..Verdict::default()
+    };
+    for s in &explained[1..] {
+        let d = rel(s.lr_over_batch, temp[0]);
+        if d.abs() > tol {
+            v.warning(
+                Severity::Warning,
+                WarningKind::LrOverBatch,
+                Some(s.stage),
+                format!(
+                    "stage {}: α/b = {} differs from stage 1's {} by {}: the stationary variance \
+                     (∝ α/b, §3.2) {} and the bound's KL moves away from its stage-1 value \
+                     (§3.4); shrink the batch together with α (b → b/r when α → α/r)",
+                    s.stage,
+                    fmt_num(s.lr_over_batch),
+                    fmt_num(temp[0]),
+                    pct(d),
+                    if d < 0.0 { "shrinks" } else { "grows" }
+                ),
+            );
+        }
+    }
+    v
+}
+
+/// §1: each stage stable at h_max (a warning if not, a note within 10% of the edge).
+fn stability(explained: &[StageExplanation], h_max: f64) -> Verdict {
+    let mut v = Verdict::default();
+    for s in explained {
+        if !s.stable {
+            v.warning(
+                Severity::Warning,
+                WarningKind::Unstable,
+                Some(s.stage),
+                format!(
+                    "stage {} is unstable for curvature {}: α = {} ≥ α_max = {} (QHM diverges \
+                     along that direction, §1); lower α, or raise ν·β",
+                    s.stage,
+                    fmt_num(h_max),
+                    fmt_num(s.lr),
+                    fmt_num(s.lr_max)
+                ),
+            );
+        } else if s.stability_margin < EDGE_MARGIN {
+            v.warning(
+                Severity::Note,
+                WarningKind::NearStabilityEdge,
+                Some(s.stage),
+                format!(
+                    "stage {}: α = {} is within {:.0}% of α_max = {} at curvature {}: the \
+                     stationary variance is inflated by 1/margin = {}",
+                    s.stage,
+                    fmt_num(s.lr),
+                    100.0 * s.stability_margin,
+                    fmt_num(s.lr_max),
+                    fmt_num(h_max),
+                    fmt_num(1.0 / s.stability_margin)
+                ),
+            );
+        }
+    }
+    v
+}
+
+/// A note for each stage with a within-stage schedule, which the theory treats as constant.
+fn within_stage_schedules(explained: &[StageExplanation]) -> Verdict {
+    let mut v = Verdict::default();
+    for s in explained {
+        if let Some(sched) = &s.schedule {
+            v.warning(
+                Severity::Note,
+                WarningKind::WithinStageSchedule,
+                Some(s.stage),
+                format!(
+                    "stage {} has a within-stage schedule ({sched}); the theory treats stages as \
+                     constant, so its numbers use the base α = {}, β = {}",
+                    s.stage,
+                    fmt_num(s.lr),
+                    fmt_num(s.beta)
+                ),
+            );
+        }
+    }
+    v
+}
+
+/// §3.3: the bound proxy when a spectrum is given, or a warning saying why it is missing.
+fn bound_verdict(
+    stages: &[TheoryStage],
+    opts: &ExplainOptions,
+) -> (Option<BoundSummary>, Vec<Warning>) {
+    let Some(spec) = &opts.spectrum else {
+        return (None, Vec::new());
+    };
+    match bound_summary(stages, spec, opts) {
+        Ok(b) => (Some(b), Vec::new()),
+        Err(e) => (
+            None,
+            vec![Warning {
+                severity: Severity::Warning,
+                kind: WarningKind::BoundUnavailable,
+                stage: None,
+                message: format!("bound proxy not computed: {e}"),
+            }],
+        ),
+    }
 }
 
 /// Stationary variance with unit per-example noise (c = 1) at curvature h, `None` if unstable.

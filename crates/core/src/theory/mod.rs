@@ -12,10 +12,13 @@
 //! - [`asgd`]: staleness stability, variance under delay, implicit momentum, lr advice (§4);
 //! - [`estimate`]: a spectrum estimated from a model (Lanczos on Hessian-vector products,
 //!   Hutchinson's trace, minibatch gradient noise);
-//! - [`adapter`], [`explain`], [`recommend`](mod@recommend), [`spectrum_input`]: the bridges to
-//!   the rest of the crate: a [`schedule::Plan`](crate::schedule::Plan) as the theory's stage
-//!   list, a plan's explanation with warnings, a stagewise plan recommended from a familiar
-//!   optimizer setting, and spectra read from a specification or a file.
+//! - [`adapter`], [`explain`](mod@explain), [`recommend`](mod@recommend), [`staleness_rule`],
+//!   [`spectrum_input`]: the bridges to the rest of the crate: a
+//!   [`schedule::Plan`](crate::schedule::Plan) as the theory's stage list, a plan's explanation
+//!   with warnings, a stagewise plan recommended from a familiar optimizer setting, a recipe
+//!   adapted to M asynchronous workers, and spectra read from a specification or a file;
+//! - [`advice`]: the typed reasons, warnings and hints of `recommend` and the staleness rule
+//!   ([`Note`]: a [`Topic`], plain words, [`Hint`]s that each front end names its own way).
 //!
 //! The calculators take plain numbers and their own small structs ([`StageHyper`],
 //! [`Spectrum`]) and do not depend on `optim` or `schedule`; only the bridges do. No function
@@ -32,6 +35,7 @@
 //! ```
 
 pub mod adapter;
+pub mod advice;
 pub mod asgd;
 pub mod bound;
 mod error;
@@ -41,8 +45,10 @@ pub mod invariants;
 pub mod qhm;
 pub mod recommend;
 pub mod spectrum_input;
+pub mod staleness_rule;
 
 pub use adapter::{plan_stage_hypers, plan_stages, TheoryStage};
+pub use advice::{Hint, Note, Topic};
 pub use asgd::{
     compose_momentum, delayed_qhm_stability_limit, delayed_variance_exact,
     delayed_variance_first_order, delayed_variance_sde, delayed_variance_second_order,
@@ -69,7 +75,14 @@ pub use qhm::{
     stability_margin, stationary_covariance, stationary_variance, stationary_variance_psi,
     stationary_variance_series, transition_matrix, Mat2, QhmParams, Roots,
 };
-pub use recommend::{recommend, AsgdAdvice, AsgdBatch, RecommendOptions, Recommendation, Setting};
+pub use recommend::{
+    recommend, round_significant, AsgdAdvice, AsgdBatch, RecommendOptions, Recommendation, Setting,
+    RECOMMEND_DIGITS,
+};
 pub use spectrum_input::{
     load_spectrum, parse_spectrum, spectrum_from_csv, spectrum_from_json, MAX_ISOTROPIC_DIM,
+};
+pub use staleness_rule::{
+    adapt_recipe, recipe_to_adapt, AdaptedRecipe, AsgdRule, AsgdRun, HMaxSource, RuleOutcome,
+    SkipReason,
 };

@@ -38,17 +38,23 @@
 //!   1 − β0_explicit = M(1 − β0)). When asynchrony alone exceeds β0 the exact answer is a
 //!   negative momentum, which plans do not allow: β0 is then 0, with a warning.
 //!
+//! Reasons and warnings are typed [`Note`]s: a [`Topic`], plain words that name no command-line
+//! option, and [`Hint`]s (what the user can do, with values) that each front end spells with its
+//! own options. Every α, β and ν of the result is rounded to [`RECOMMEND_DIGITS`] significant
+//! digits, so that a conversion's float noise does not reach the plan file.
+//!
 //! ```
 //! use stagewise_core::theory::{recommend, RecommendOptions, Setting};
 //! let r = recommend(&RecommendOptions::new(Setting::PytorchSgd { lr: 0.1, momentum: 0.9 }))
 //!     .unwrap();
-//! assert!((r.plan.stages[0].lr - 1.0).abs() < 1e-12); // α0 = 0.1/(1 − 0.9)
+//! assert_eq!(r.plan.stages[0].lr, 1.0); // α0 = 0.1/(1 − 0.9), without its float noise
 //! assert_eq!(r.plan.stages[0].nu, 1.0);
 //! assert_eq!(r.plan.stages.len(), 3); // the preset's plan shape (RecipeParams::default)
 //! ```
 
 use serde::{Deserialize, Serialize};
 
+use super::advice::{Hint, Note, Topic};
 use super::asgd::{
     compose_momentum, explicit_momentum_for_target, implicit_momentum, recommend_lr, AsgdLrOptions,
     AsgdUpdate, LrRecommendation, MomentumMatch,
@@ -57,7 +63,7 @@ use super::explain::AdviceError;
 use super::qhm::QhmParams;
 use crate::optim::conventions::{from_pytorch_sgd, rule_of_thumb};
 use crate::optim::QhmHyper;
-use crate::schedule::{fmt_num, Plan, Recipe, RecipeParams};
+use crate::schedule::{fmt_num, Plan, PlanError, Recipe, RecipeParams};
 
 /// The optimizer setting a user starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -169,8 +175,8 @@ impl Setting {
                      coordinate by sqrt(v̂), so its lr is not comparable to a QHM α \
                      (docs/theory.md §1). qhoptim's rule of thumb moves Adam to QHAdam with \
                      nu1 = 0.7, beta1 = 0.995, nu2 = 1 and the same lr, but a stagewise plan \
-                     schedules QHM's α, β, ν. Tune a QHM or SGD learning rate and use --from qhm \
-                     or --from pytorch-sgd.{tip}",
+                     schedules QHM's α, β, ν. Tune a QHM or SGD learning rate and start from a \
+                     qhm or pytorch-sgd setting.{tip}",
                     fmt_num(lr),
                     fmt_num(beta1)
                 )))
@@ -294,24 +300,64 @@ pub struct Recommendation {
     /// The plan (stagewise recipe).
     pub plan: Plan,
     /// Why each number is what it is.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Note>,
     /// Things to check before using the plan.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Note>,
+}
+
+/// Significant digits of every α, β and ν of a recommended plan.
+///
+/// Conversions carry float noise (α = η/(1−m) = 0.1/(1 − 0.9) is 1.0000000000000002 in
+/// binary64), which would otherwise reach the plan file. Twelve digits are far below every
+/// tolerance of the theory (1% by default, [`ExplainOptions::rel_tol`]) and above the float32
+/// the optimizers step in (7 digits), so the rounding changes nothing but the noise.
+///
+/// [`ExplainOptions::rel_tol`]: super::ExplainOptions::rel_tol
+pub const RECOMMEND_DIGITS: usize = 12;
+
+/// `x` rounded to `digits` significant digits (`digits` ≥ 1; 0, infinities and NaN as is).
+///
+/// ```
+/// use stagewise_core::theory::round_significant;
+/// assert_eq!(round_significant(0.1 / (1.0 - 0.9), 12), 1.0);
+/// assert_eq!(round_significant(0.123456789, 3), 0.123);
+/// assert_eq!(round_significant(-2.6e-7, 1), -3e-7);
+/// ```
+pub fn round_significant(x: f64, digits: usize) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    // Formatting rounds the exact binary value to the nearest decimal of that many digits.
+    format!("{x:.*e}", digits.max(1) - 1).parse().unwrap_or(x)
+}
+
+fn round(x: f64) -> f64 {
+    round_significant(x, RECOMMEND_DIGITS)
 }
 
 /// Builds the stagewise plan for a user's setting; see the [module documentation](self).
 ///
+/// Every α, β and ν of the result is rounded to [`RECOMMEND_DIGITS`] significant digits.
+///
 /// # Errors
 /// [`AdviceError`] naming the field and allowed range for any invalid input (lr, momentum,
-/// batch, epochs, stages, drop, nu, workers, h_max), [`AdviceError::Unsupported`] for Adam.
+/// batch, epochs, stages, drop, nu, workers, h_max), [`AdviceError::Unsupported`] for Adam,
+/// [`AdviceError::LoweredBatchTooSmall`] when the batch rule lowers b0 below what the
+/// stages can halve.
 pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError> {
     let (h, why) = opts.setting.to_qhm()?;
+    let h = QhmHyper {
+        lr: round(h.lr),
+        beta: round(h.beta),
+        nu: round(h.nu),
+        ..h
+    };
     let converted = QhmParams {
         lr: h.lr,
         beta: h.beta,
         nu: h.nu,
     };
-    let mut reasons = vec![why];
+    let mut reasons = vec![Note::new(Topic::Conversion, why)];
     let mut warnings = Vec::new();
     if let Some(x) = opts.h_max {
         if !(x.is_finite() && x > 0.0) {
@@ -324,11 +370,14 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
                 return Err(AdviceError::invalid("nu", nu, "in [0, 1]"));
             }
             if nu != h.nu {
-                reasons.push(format!(
-                    "ν = {} instead of the converted {} (--nu): stage 1 is no longer exactly \
-                     your setting",
-                    fmt_num(nu),
-                    fmt_num(h.nu)
+                reasons.push(Note::new(
+                    Topic::NuOverride,
+                    format!(
+                        "ν = {} instead of the converted {}, as asked: stage 1 is no longer \
+                         exactly your setting",
+                        fmt_num(nu),
+                        fmt_num(h.nu)
+                    ),
                 ));
             }
             nu
@@ -347,6 +396,7 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
             Some(advice)
         }
     };
+    let (lr, beta, nu) = (round(lr), round(beta), round(nu));
 
     let recipe = RecipeParams {
         lr,
@@ -359,13 +409,39 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         weight_decay: opts.weight_decay,
     };
     let plan = match recipe.build(Recipe::Stagewise) {
-        Err(e @ crate::schedule::PlanError::BatchTooSmall { .. }) if batch < opts.batch => {
-            return Err(AdviceError::Unsupported(format!(
-                "{e} (b0 was lowered from {} to {batch} per worker to keep α/b under the \
-                 staleness cap, --asgd-batch keep-ratio; use --asgd-batch keep-batch, a larger \
-                 --batch, fewer --stages or fewer workers)",
-                opts.batch
-            )))
+        Err(PlanError::BatchTooSmall {
+            stage,
+            drop,
+            power,
+            batch: exact,
+            ..
+        }) if batch < opts.batch => {
+            let mut hints = vec![
+                Hint::LargerBatch {
+                    current: opts.batch,
+                },
+                Hint::FewerStages {
+                    current: opts.stages,
+                },
+            ];
+            if let Some(m) = opts.workers {
+                hints.insert(
+                    0,
+                    Hint::UseBatchRule {
+                        rule: AsgdBatch::KeepBatch,
+                    },
+                );
+                hints.push(Hint::FewerWorkers { current: m });
+            }
+            return Err(AdviceError::LoweredBatchTooSmall {
+                requested: opts.batch,
+                lowered: batch,
+                stage,
+                drop,
+                power,
+                batch: exact,
+                hints,
+            });
         }
         built => built?,
     };
@@ -375,27 +451,39 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         .map(|s| s.epochs.unwrap_or(0).to_string())
         .collect();
     if opts.stages > 1 {
-        reasons.push(format!(
-            "stagewise recipe (docs/theory.md §3.4, [C] PC's rule): {} stages, at each drop α/{r}, \
-             b/{r}, β/(1−β)·{r}, stage length ·{r}, ν fixed (epochs {}). This keeps α/b (the \
-             noise temperature, so the bound stays at its stage-1 value), α·ν·β/(1−β) (§2 \
-             condition 2) and α·T in epochs",
-            opts.stages,
-            epochs.join(", "),
-            r = fmt_num(opts.drop)
+        reasons.push(Note::new(
+            Topic::Recipe,
+            format!(
+                "stagewise recipe (docs/theory.md §3.4, [C] PC's rule): {} stages, at each drop \
+                 α/{r}, b/{r}, β/(1−β)·{r}, stage length ·{r}, ν fixed (epochs {}). This keeps \
+                 α/b (the noise temperature, so the bound stays at its stage-1 value), \
+                 α·ν·β/(1−β) (§2 condition 2) and α·T in epochs",
+                opts.stages,
+                epochs.join(", "),
+                r = fmt_num(opts.drop)
+            ),
         ));
     } else {
-        reasons.push("one stage: the plan is the converted setting, constant".into());
+        reasons.push(Note::new(
+            Topic::Recipe,
+            "one stage: the plan is the converted setting, constant",
+        ));
     }
     if h.nu == 1.0 && opts.nu.is_none() && beta > 0.0 {
         if let Ok(t) = rule_of_thumb(h.lr * (1.0 - h.beta), h.beta) {
-            reasons.push(format!(
-                "tip: qhoptim's rule of thumb for momentum m is ν = max(0, 3m−2) = {}, β = \
-                 max(0.999, m) = {} (docs/theory.md §1); try --nu {} to move towards QHM",
-                fmt_num(t.nu),
-                fmt_num(t.beta),
-                fmt_num(t.nu)
-            ));
+            reasons.push(
+                Note::new(
+                    Topic::RuleOfThumb,
+                    format!(
+                        "tip: qhoptim's rule of thumb for momentum m is ν = max(0, 3m−2) = {}, \
+                         β = max(0.999, m) = {} (docs/theory.md §1); ν = {} moves towards QHM",
+                        fmt_num(t.nu),
+                        fmt_num(t.beta),
+                        fmt_num(t.nu)
+                    ),
+                )
+                .hint(Hint::SetNu { nu: round(t.nu) }),
+            );
         }
     }
     Ok(Recommendation {
@@ -415,8 +503,8 @@ fn asgd_advice(
     opts: &RecommendOptions,
     m: u32,
     h: QhmHyper,
-    reasons: &mut Vec<String>,
-    warnings: &mut Vec<String>,
+    reasons: &mut Vec<Note>,
+    warnings: &mut Vec<Note>,
 ) -> Result<AsgdAdvice, AdviceError> {
     let q = implicit_momentum(m)?;
     if !(opts.cap_fraction > 0.0 && opts.cap_fraction <= 1.0) {
@@ -434,28 +522,35 @@ fn asgd_advice(
     let rec = recommend_lr(&o)?;
     let h_max = fmt_num(opts.h_max.unwrap_or(f64::NAN));
     if opts.update == AsgdUpdate::Averaged {
-        reasons.push(format!(
-            "synchronous SGD with M = {m} workers (policy sync): each update averages M \
-             gradients, {} examples, and sees no staleness; the converted β = {} is kept",
-            u64::from(m) * opts.batch,
-            fmt_num(h.beta)
+        reasons.push(Note::new(
+            Topic::Asynchrony,
+            format!(
+                "synchronous SGD with M = {m} workers (policy sync): each update averages M \
+                 gradients, {} examples, and sees no staleness; the converted β = {} is kept",
+                u64::from(m) * opts.batch,
+                fmt_num(h.beta)
+            ),
         ));
-        reasons.push(match rec.stability_limit {
-            Some(limit) => format!(
-                "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP code), \
-                 {} {} of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
-                fmt_num(rec.linear_scaled),
-                if rec.capped { "capped at" } else { "below" },
-                fmt_num(opts.cap_fraction),
-                fmt_num(limit),
-                h_max,
-                fmt_num(rec.lr)
-            ),
-            None => format!(
-                "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP code)",
-                fmt_num(rec.linear_scaled)
-            ),
-        });
+        reasons.push(Note::new(
+            Topic::LearningRate,
+            match rec.stability_limit {
+                Some(limit) => format!(
+                    "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP \
+                     code), {} {} of the stability limit 2/h_max = {} for h_max = {}: α0 = {}",
+                    fmt_num(rec.linear_scaled),
+                    if rec.capped { "capped at" } else { "below" },
+                    fmt_num(opts.cap_fraction),
+                    fmt_num(limit),
+                    h_max,
+                    fmt_num(rec.lr)
+                ),
+                None => format!(
+                    "learning rate: linear scaling α0·M = {} (docs/theory.md §4.2, [C] PC's SGP \
+                     code)",
+                    fmt_num(rec.linear_scaled)
+                ),
+            },
+        ));
         return Ok(AsgdAdvice {
             workers: m,
             update: opts.update,
@@ -475,101 +570,132 @@ fn asgd_advice(
     let exact = explicit_momentum_for_target(h.beta, m, opts.momentum_match)?;
     let explicit = exact.max(0.0);
     let total = compose_momentum(explicit, m, opts.momentum_match)?;
-    reasons.push(format!(
-        "ASGD with M = {m} workers, every push applied when it arrives: staleness τ ≈ M − 1 = \
-         {} (round-robin workers, docs/theory.md §4.1)",
-        m - 1
+    reasons.push(Note::new(
+        Topic::Asynchrony,
+        format!(
+            "ASGD with M = {m} workers, every push applied when it arrives: staleness τ ≈ M − 1 \
+             = {} (round-robin workers, docs/theory.md §4.1)",
+            m - 1
+        ),
     ));
     let kept = format!(
         "learning rate: α0 = {} is not scaled by M (each push is one update of b = {} \
-         examples; linear scaling belongs to averaged updates, --update averaged)",
+         examples; linear scaling belongs to averaged updates)",
         fmt_num(rec.linear_scaled),
         opts.batch
     );
+    let lr_note = |text: String| Note::new(Topic::LearningRate, text).hint(Hint::AverageUpdates);
     match (rec.stability_limit, rec.capped) {
-        (Some(limit), true) => reasons.push(format!(
+        (Some(limit), true) => reasons.push(lr_note(format!(
             "{kept}, and is capped at {} of the delayed-SGD stability limit \
              2 sin(π/(2(2τ+1)))/h_max = {} for h_max = {} (docs/theory.md §4.2): α0 = {}",
             fmt_num(opts.cap_fraction),
             fmt_num(limit),
             h_max,
             fmt_num(rec.lr)
-        )),
-        (Some(limit), false) => reasons.push(format!(
+        ))),
+        (Some(limit), false) => reasons.push(lr_note(format!(
             "{kept}; it is below {} of the delayed-SGD stability limit {} for h_max = {}",
             fmt_num(opts.cap_fraction),
             fmt_num(limit),
             h_max,
-        )),
+        ))),
         (None, _) => {
-            reasons.push(kept);
+            reasons.push(lr_note(kept));
             if m > 1 {
-                warnings.push(format!(
-                    "no h_max given: the staleness cap could not be applied. With τ = {} \
-                     delayed SGD is stable only for α < 2 sin(π/(2(2τ+1)))/h_max = {}/h_max; \
-                     α0 = {} needs h_max < {}. Give --h-max (largest Hessian eigenvalue) or \
-                     --estimate-from-model to cap it",
-                    m - 1,
-                    fmt_num(super::staleness_stability_limit(m - 1)),
-                    fmt_num(rec.lr),
-                    fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
-                ));
+                warnings.push(
+                    Note::new(
+                        Topic::NoCurvature,
+                        format!(
+                            "no h_max given: the staleness cap could not be applied. With τ = {} \
+                             delayed SGD is stable only for α < 2 sin(π/(2(2τ+1)))/h_max = \
+                             {}/h_max; α0 = {} needs h_max < {}",
+                            m - 1,
+                            fmt_num(super::staleness_stability_limit(m - 1)),
+                            fmt_num(rec.lr),
+                            fmt_num(super::staleness_stability_limit(m - 1) / rec.lr)
+                        ),
+                    )
+                    .hint(Hint::GiveHMax),
+                );
             }
         }
     }
     let (plan_lr, plan_batch) = batch_for_cap(opts, &rec, reasons, warnings);
-    reasons.push(format!(
-        "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (docs/theory.md §4.1, [D]); \
-         to keep the total at the converted β = {} the explicit momentum becomes {} ({} rule{})",
-        fmt_num(q),
-        fmt_num(h.beta),
-        fmt_num(explicit),
-        match opts.momentum_match {
-            MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
-            MomentumMatch::MeanLag => "mean-lag: β/(1−β) = β_e/(1−β_e) + (M − 1)",
-        },
-        if explicit != exact {
-            format!(", clamped from {}", fmt_num(exact))
-        } else {
-            String::new()
-        }
+    reasons.push(Note::new(
+        Topic::Momentum,
+        format!(
+            "momentum: asynchrony adds an implicit momentum 1 − 1/M = {} (docs/theory.md §4.1, \
+             [D]); to keep the total at the converted β = {} the explicit momentum becomes {} \
+             ({} rule{})",
+            fmt_num(q),
+            fmt_num(h.beta),
+            fmt_num(explicit),
+            match opts.momentum_match {
+                MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
+                MomentumMatch::MeanLag => "mean-lag: β/(1−β) = β_e/(1−β_e) + (M − 1)",
+            },
+            if explicit != exact {
+                format!(", clamped from {}", fmt_num(exact))
+            } else {
+                String::new()
+            }
+        ),
     ));
     if let Some(h_max) = opts.h_max {
         let nu = opts.nu.unwrap_or(h.nu);
         let limit = super::asgd::delayed_qhm_stability_limit(explicit, nu, m - 1)? / h_max;
-        reasons.push(format!(
-            "check: QHM with the explicit β0 = {}, ν = {} and a constant delay τ = {} is stable \
-             up to α < {} for h_max = {} (exact, Schur–Cohn); α0 = {} is {} of it",
-            fmt_num(explicit),
-            fmt_num(nu),
-            m - 1,
-            fmt_num(limit),
-            fmt_num(h_max),
-            fmt_num(plan_lr),
-            fmt_num(plan_lr / limit)
-        ));
-        if plan_lr >= limit {
-            warnings.push(format!(
-                "α0 = {} is at or beyond the exact delayed-QHM limit {} for β0 = {}, ν = {}, \
-                 τ = {}: lower --cap-fraction",
-                fmt_num(plan_lr),
-                fmt_num(limit),
+        reasons.push(Note::new(
+            Topic::StabilityCheck,
+            format!(
+                "check: QHM with the explicit β0 = {}, ν = {} and a constant delay τ = {} is \
+                 stable up to α < {} for h_max = {} (exact, Schur–Cohn); α0 = {} is {} of it",
                 fmt_num(explicit),
                 fmt_num(nu),
-                m - 1
-            ));
+                m - 1,
+                fmt_num(limit),
+                fmt_num(h_max),
+                fmt_num(plan_lr),
+                fmt_num(plan_lr / limit)
+            ),
+        ));
+        if plan_lr >= limit {
+            warnings.push(
+                Note::new(
+                    Topic::BeyondStabilityLimit,
+                    format!(
+                        "α0 = {} is at or beyond the exact delayed-QHM limit {} for β0 = {}, \
+                         ν = {}, τ = {}",
+                        fmt_num(plan_lr),
+                        fmt_num(limit),
+                        fmt_num(explicit),
+                        fmt_num(nu),
+                        m - 1
+                    ),
+                )
+                .hint(Hint::LowerCapFraction {
+                    current: opts.cap_fraction,
+                }),
+            );
         }
     }
     if exact < 0.0 {
-        warnings.push(format!(
-            "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: the \
-             exact explicit momentum would be negative ({}), which plans do not allow; β0 = 0 \
-             is used and the total momentum is {} (use fewer workers or a larger β to match it)",
-            fmt_num(q),
-            fmt_num(h.beta),
-            fmt_num(exact),
-            fmt_num(total)
-        ));
+        warnings.push(
+            Note::new(
+                Topic::NegativeMomentum,
+                format!(
+                    "asynchrony alone (implicit momentum {}) already exceeds the target β = {}: \
+                     the exact explicit momentum would be negative ({}), which plans do not \
+                     allow; β0 = 0 is used and the total momentum is {}",
+                    fmt_num(q),
+                    fmt_num(h.beta),
+                    fmt_num(exact),
+                    fmt_num(total)
+                ),
+            )
+            .hint(Hint::FewerWorkers { current: m })
+            .hint(Hint::LargerMomentum { current: h.beta }),
+        );
     }
     Ok(AsgdAdvice {
         workers: m,
@@ -593,51 +719,75 @@ fn asgd_advice(
 fn batch_for_cap(
     opts: &RecommendOptions,
     rec: &LrRecommendation,
-    reasons: &mut Vec<String>,
-    warnings: &mut Vec<String>,
+    reasons: &mut Vec<Note>,
+    warnings: &mut Vec<Note>,
 ) -> (f64, u64) {
     if !rec.capped || opts.asgd_batch == AsgdBatch::KeepBatch {
         if rec.capped {
-            reasons.push(format!(
-                "batch size: b0 = {} kept (--asgd-batch keep-batch), so α/b falls {}× with the \
-                 cap and each epoch covers {}× less SDE time α·n/b; --asgd-batch keep-ratio \
-                 would lower b0 with α instead",
-                opts.batch,
-                fmt_num(rec.linear_scaled / rec.lr),
-                fmt_num(rec.linear_scaled / rec.lr)
-            ));
+            reasons.push(
+                Note::new(
+                    Topic::BatchSize,
+                    format!(
+                        "batch size: b0 = {} kept (the keep-batch rule), so α/b falls {}× with \
+                         the cap and each epoch covers {}× less SDE time α·n/b; the keep-ratio \
+                         rule would lower b0 with α instead",
+                        opts.batch,
+                        fmt_num(rec.linear_scaled / rec.lr),
+                        fmt_num(rec.linear_scaled / rec.lr)
+                    ),
+                )
+                .hint(Hint::UseBatchRule {
+                    rule: AsgdBatch::KeepRatio,
+                }),
+            );
         }
         return (rec.lr, opts.batch);
     }
     let b0 = opts.batch as f64;
     let exact = b0 * rec.lr / rec.linear_scaled;
     if exact < 1.0 {
-        warnings.push(format!(
-            "keeping α/b would need b0 = {} < 1 per worker: b0 = 1 with α0 = {}, so α/b is \
-             {}× below your setting",
-            fmt_num(exact),
-            fmt_num(rec.lr),
-            fmt_num(rec.linear_scaled / (rec.lr * b0))
-        ));
+        warnings.push(
+            Note::new(
+                Topic::BatchFloor,
+                format!(
+                    "keeping α/b would need b0 = {} < 1 per worker: b0 = 1 with α0 = {}, so α/b \
+                     is {}× below your setting",
+                    fmt_num(exact),
+                    fmt_num(rec.lr),
+                    fmt_num(rec.linear_scaled / (rec.lr * b0))
+                ),
+            )
+            .hint(Hint::FewerWorkers {
+                current: opts.workers.unwrap_or(1),
+            }),
+        );
         return (rec.lr, 1);
     }
     // A hair of slack so that an exact product (32 · 0.05/0.1) is not floored to one less.
     let batch = (exact * (1.0 + 1e-12)).floor() as u64;
     let lr = rec.linear_scaled * batch as f64 / b0;
-    reasons.push(format!(
-        "batch size: b0 = {} lowered with α to {} per worker and α0 = {}·{}/{} = {} \
-         (--asgd-batch keep-ratio), so α/b = {} stays yours: the same noise temperature \
-         (docs/theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more updates, each \
-         stale by only α·τ = {} of SDE time",
-        opts.batch,
-        batch,
-        fmt_num(rec.linear_scaled),
-        batch,
-        opts.batch,
-        fmt_num(lr),
-        fmt_num(lr / batch as f64),
-        fmt_num(b0 / batch as f64),
-        fmt_num(lr * f64::from(rec.tau_used.unwrap_or(0)))
-    ));
+    reasons.push(
+        Note::new(
+            Topic::BatchSize,
+            format!(
+                "batch size: b0 = {} lowered with α to {} per worker and α0 = {}·{}/{} = {} \
+                 (the keep-ratio rule), so α/b = {} stays yours: the same noise temperature \
+                 (docs/theory.md §3.4) and the same SDE time α·n/b per epoch, in {}× more \
+                 updates, each stale by only α·τ = {} of SDE time",
+                opts.batch,
+                batch,
+                fmt_num(rec.linear_scaled),
+                batch,
+                opts.batch,
+                fmt_num(lr),
+                fmt_num(lr / batch as f64),
+                fmt_num(b0 / batch as f64),
+                fmt_num(lr * f64::from(rec.tau_used.unwrap_or(0)))
+            ),
+        )
+        .hint(Hint::UseBatchRule {
+            rule: AsgdBatch::KeepBatch,
+        }),
+    );
     (lr, batch)
 }
