@@ -16,6 +16,35 @@ pub enum DatasetKind {
     Synthetic,
 }
 
+impl DatasetKind {
+    /// Every dataset, in the order used in messages.
+    pub const ALL: [DatasetKind; 2] = [Self::FashionMnist, Self::Synthetic];
+
+    /// The name used in configs and on the command line: `fashion-mnist`, `synthetic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "fashion-mnist",
+            Self::Synthetic => "synthetic",
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+
+    /// A [`name`](DatasetKind::name) (`fashion_mnist` too); the error lists the allowed names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown dataset '{s}'; allowed: {}", names.join(", "))
+            })
+    }
+}
+
 impl std::fmt::Display for DatasetKind {
     /// The dataset's name in plain words: `Fashion-MNIST`, `synthetic`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +168,15 @@ mod tests {
     #[test]
     fn the_data_is_described_in_plain_words() {
         assert_eq!(DatasetKind::FashionMnist.to_string(), "Fashion-MNIST");
+        for d in DatasetKind::ALL {
+            assert_eq!(d.name().parse::<DatasetKind>(), Ok(d));
+        }
+        assert_eq!("fashion_mnist".parse(), Ok(DatasetKind::FashionMnist));
+        let e = "mnist".parse::<DatasetKind>().unwrap_err();
+        assert!(
+            e.contains("'mnist'") && e.contains("fashion-mnist, synthetic"),
+            "{e}"
+        );
         let synthetic = DataConfig {
             dataset: DatasetKind::Synthetic,
             train_subset: Some(600),
