@@ -1,22 +1,8 @@
 //! Recipes: the stagewise invariants, the step baseline, single-stage recipes, refusals.
 
+mod recipes_common;
+use recipes_common::paper_scale;
 use stagewise_core::schedule::{PlanError, Recipe, RecipeParams, StageSchedule};
-
-/// The recipe parameters these tests were written against: the paper's CIFAR-style shape
-/// (α0 0.1, b0 128, 30 epochs, 4 stages, drop 2) with no weight decay, spelled out so that the
-/// main-job preset (`RecipeParams::default()`) can change without changing them.
-fn paper_scale() -> RecipeParams {
-    RecipeParams {
-        lr: 0.1,
-        momentum: 0.9,
-        nu: 0.7,
-        batch: 128,
-        epochs: 30,
-        stages: 4,
-        drop: 2.0,
-        weight_decay: 0.0,
-    }
-}
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(b.abs())

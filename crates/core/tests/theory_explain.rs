@@ -1,6 +1,8 @@
 //! The plan adapter, `explain` and `recommend` (theory-guided tuning).
 
+mod recipes_common;
 mod theory_common;
+use recipes_common::paper_scale;
 
 use stagewise_core::schedule::{Plan, Recipe, RecipeParams, Stage};
 use stagewise_core::theory::{
@@ -8,11 +10,8 @@ use stagewise_core::theory::{
     AdviceError, AsgdBatch, AsgdUpdate, ExplainOptions, Hint, MomentumMatch, PlanExplanation,
     RecommendOptions, Rule, Setting, Severity, Topic, WarningKind,
 };
-use theory_common::Gauss;
 
-/// The recipe parameters these tests were written against: the paper's CIFAR-style shape
-/// (α0 0.1, b0 128, 30 epochs, 4 stages, drop 2) with no weight decay, spelled out so that the
-/// main-job preset (`RecipeParams::default()`) can change without changing them.
+/// [`RecommendOptions::new`] with the plan shape of [`paper_scale`].
 fn paper_options(setting: Setting) -> RecommendOptions {
     let p = paper_scale();
     RecommendOptions {
@@ -24,19 +23,7 @@ fn paper_options(setting: Setting) -> RecommendOptions {
         ..RecommendOptions::new(setting)
     }
 }
-
-fn paper_scale() -> RecipeParams {
-    RecipeParams {
-        lr: 0.1,
-        momentum: 0.9,
-        nu: 0.7,
-        batch: 128,
-        epochs: 30,
-        stages: 4,
-        drop: 2.0,
-        weight_decay: 0.0,
-    }
-}
+use theory_common::Gauss;
 
 fn explain_default(plan: &Plan) -> PlanExplanation {
     explain(plan, &ExplainOptions::default()).unwrap()

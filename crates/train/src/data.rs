@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use stagewise_data::{
-    synthetic, Augment, DataError, LocateOptions, Normalization, Splits, SyntheticConfig,
+    synthetic, Augment, DataError, LocateOptions, Normalization, Origin, Splits, SyntheticConfig,
 };
 use std::path::PathBuf;
 
@@ -14,6 +14,45 @@ pub enum DatasetKind {
     FashionMnist,
     /// A generated, learnable 10-class dataset: fully offline.
     Synthetic,
+}
+
+impl DatasetKind {
+    /// Every dataset, in the order used in messages.
+    pub const ALL: [DatasetKind; 2] = [Self::FashionMnist, Self::Synthetic];
+
+    /// The name used in configs and on the command line: `fashion-mnist`, `synthetic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "fashion-mnist",
+            Self::Synthetic => "synthetic",
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+
+    /// A [`name`](DatasetKind::name) (`fashion_mnist` too); the error lists the allowed names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown dataset '{s}'; allowed: {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    /// The dataset's name in plain words: `Fashion-MNIST`, `synthetic`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FashionMnist => "Fashion-MNIST",
+            Self::Synthetic => "synthetic",
+        })
+    }
 }
 
 /// Where the data comes from and how much of it is used.
@@ -49,6 +88,40 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
+    /// Where the data comes from, in plain words, for the run's first line: for Fashion-MNIST
+    /// the folder used and how it was found (downloading it first when it is found nowhere and
+    /// downloads are allowed, as [`load`](Self::load) would), e.g.
+    /// `Fashion-MNIST from /usr/share/datasets/fashion-mnist (the system folder)`.
+    pub fn describe(&self) -> Result<String, DataError> {
+        let subset = |what: &str, n: Option<usize>| n.map(|n| format!(", {what} subset {n}"));
+        let subsets: String = [
+            subset("train", self.train_subset),
+            subset("test", self.test_subset),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let augment = if self.augment { ", augmented" } else { "" };
+        let source = match self.dataset {
+            DatasetKind::FashionMnist => {
+                let mut locate = LocateOptions::from_env(self.data_dir.clone());
+                locate.download = self.download;
+                let found = locate.locate()?;
+                let how = match found.origin {
+                    Origin::Explicit => "the folder given",
+                    Origin::Env => "$STAGEWISE_DATA",
+                    Origin::Local => "the local folder",
+                    Origin::System => "the system folder",
+                    Origin::Cache => "the download cache",
+                    Origin::Downloaded => "downloaded just now",
+                };
+                format!("Fashion-MNIST from {} ({how})", found.dir.display())
+            }
+            DatasetKind::Synthetic => "synthetic data (generated, no files)".to_string(),
+        };
+        Ok(format!("{source}{subsets}{augment}"))
+    }
+
     /// Loads the train and test splits, subsetting them as asked (stratified, seeded).
     pub fn load(&self, seed: u64) -> Result<Splits, DataError> {
         let splits = match self.dataset {
@@ -85,5 +158,42 @@ impl DataConfig {
     /// The pixel normalization (Fashion-MNIST's statistics for both datasets).
     pub fn normalization(&self) -> Normalization {
         Normalization::FASHION_MNIST
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_is_described_in_plain_words() {
+        assert_eq!(DatasetKind::FashionMnist.to_string(), "Fashion-MNIST");
+        for d in DatasetKind::ALL {
+            assert_eq!(d.name().parse::<DatasetKind>(), Ok(d));
+        }
+        assert_eq!("fashion_mnist".parse(), Ok(DatasetKind::FashionMnist));
+        let e = "mnist".parse::<DatasetKind>().unwrap_err();
+        assert!(
+            e.contains("'mnist'") && e.contains("fashion-mnist, synthetic"),
+            "{e}"
+        );
+        let synthetic = DataConfig {
+            dataset: DatasetKind::Synthetic,
+            train_subset: Some(600),
+            augment: true,
+            ..DataConfig::default()
+        };
+        assert_eq!(
+            synthetic.describe().unwrap(),
+            "synthetic data (generated, no files), train subset 600, augmented"
+        );
+        let dir = std::env::temp_dir().join(format!("stagewise-describe-{}", std::process::id()));
+        let missing = DataConfig {
+            data_dir: Some(dir.clone()),
+            download: false,
+            ..DataConfig::default()
+        };
+        let e = missing.describe().unwrap_err().to_string();
+        assert!(e.contains(&dir.display().to_string()), "{e}");
     }
 }

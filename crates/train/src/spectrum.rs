@@ -98,6 +98,9 @@ pub struct SpectrumConfig {
     pub noise_batches: usize,
     /// Seed of the example choice and the random vectors.
     pub seed: u64,
+    /// Draw a progress bar with the time left on the terminal (not part of the estimate).
+    #[serde(skip)]
+    pub progress: bool,
 }
 
 impl Default for SpectrumConfig {
@@ -116,6 +119,7 @@ impl Default for SpectrumConfig {
             noise_batch: 128,
             noise_batches: 64,
             seed: 0,
+            progress: false,
         }
     }
 }
@@ -626,7 +630,19 @@ pub fn estimate_spectrum(
     )?;
     let examples = hessian.examples();
     let eps = cfg.fd_step;
-    let mut hvp = |v: &[f64], out: &mut [f64]| hessian.apply(v, out);
+    // Work in examples passed forward and backward: two per example per product.
+    let (per_product, per_noise) = (2 * examples as u64, cfg.noise_batch as u64);
+    let products = (cfg.lanczos_steps + cfg.trace_probes) as u64;
+    let bar = progress_bar(
+        cfg.progress,
+        products * per_product + cfg.noise_batches as u64 * per_noise,
+    );
+    bar.set_message("Hessian-vector products");
+    let mut hvp = |v: &[f64], out: &mut [f64]| {
+        let applied = hessian.apply(v, out);
+        bar.inc(per_product);
+        applied
+    };
     let lanczos = LanczosOptions {
         top: cfg.top,
         steps: cfg.lanczos_steps,
@@ -643,6 +659,7 @@ pub fn estimate_spectrum(
     };
     let lanczos_seconds = start.elapsed().as_secs_f64();
     let hessian_passes = hessian.passes();
+    bar.set_message("noise gradients");
 
     let mut oracle = GradientOracle::new(point)?;
     let mut noise = NoiseAccumulator::new(pairs.vectors.clone(), cfg.noise_batch)
@@ -670,7 +687,9 @@ pub fn estimate_spectrum(
             .map_err(|e| TrainError::Config(format!("noise gradient {done}: {e}")))?;
         noise.add(&grad).map_err(|e| estimate_error("noise", e))?;
         done += 1;
+        bar.inc(per_noise);
     }
+    bar.finish_and_clear();
     let noise = noise.finish().map_err(|e| estimate_error("noise", e))?;
     let mut est = SpectrumEstimate::new(dim, &pairs, &noise, trace_h);
     est.notes = vec![
@@ -692,6 +711,22 @@ pub fn estimate_spectrum(
         ),
     ];
     Ok(est)
+}
+
+/// A bar over the estimate's `total` work (examples through the model), with the elapsed time
+/// and an estimate of the time left; hidden unless `show`.
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "spectrum [{bar:30}] {percent:>3}% {msg}, {elapsed} < {eta} left",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
 }
 
 fn estimate_error(stage: &str, e: impl std::fmt::Display) -> TrainError {

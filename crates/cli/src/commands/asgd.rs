@@ -77,7 +77,7 @@ impl ModelArgs {
         let data = self.data_config();
         let splits = data
             .load(self.seed())
-            .with_context(|| format!("loading {:?}", data.dataset))?;
+            .with_context(|| format!("loading {}", data.dataset))?;
         if splits.train.is_empty() || splits.test.is_empty() {
             bail!(
                 "the training set ({}) and the test set ({}) must not be empty",

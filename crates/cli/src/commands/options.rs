@@ -158,27 +158,14 @@ impl PlanArgs {
 }
 
 pub(crate) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
-    match s {
-        "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
-        "synthetic" => Ok(DatasetKind::Synthetic),
-        other => Err(format!(
-            "unknown dataset '{other}'; allowed: fashion-mnist, synthetic"
-        )),
-    }
-}
-
-fn dataset_name(d: DatasetKind) -> &'static str {
-    match d {
-        DatasetKind::FashionMnist => "fashion-mnist",
-        DatasetKind::Synthetic => "synthetic",
-    }
+    s.parse()
 }
 
 /// The data: which dataset, how much of it, augmentation, and the seed of the run.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct DataArgs {
     #[arg(long, value_parser = parse_dataset, help = with_default(
-        "Dataset: fashion-mnist or synthetic", dataset_name(DataConfig::default().dataset),
+        "Dataset: fashion-mnist or synthetic", DataConfig::default().dataset.name(),
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetKind>,

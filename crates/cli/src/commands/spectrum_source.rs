@@ -82,6 +82,8 @@ impl EstimatorOpts {
             noise_batch: self.noise_batch,
             noise_batches: self.noise_batches,
             seed: self.spectrum_seed,
+            // A bar with the time left (indicatif draws it only on a terminal).
+            progress: true,
             ..SpectrumConfig::default()
         }
     }
@@ -114,17 +116,16 @@ impl EstimatorOpts {
         }
         data.augment = false;
         let splits = data.load(self.spectrum_seed).context("loading the data")?;
+        let cfg = self.config();
         eprintln!(
-            "estimating the spectrum of {} on {} training examples (minutes for the cnn)...",
+            "estimating the spectrum of {} on {} training examples: {} Hessian-vector \
+             products and {} noise gradients (minutes for the cnn)...",
             point.source,
-            self.hessian_examples.min(splits.train.len())
+            self.hessian_examples.min(splits.train.len()),
+            cfg.lanczos_steps + cfg.trace_probes,
+            cfg.noise_batches
         );
-        Ok(estimate_spectrum(
-            &point,
-            &splits.train,
-            &data,
-            &self.config(),
-        )?)
+        Ok(estimate_spectrum(&point, &splits.train, &data, &cfg)?)
     }
 }
 

@@ -118,10 +118,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
         if !args.quiet {
             eprintln!(
-                "training {} with {} on {:?}, writing to {}\n{}",
+                "training {} with {} on {}, writing to {}\n{}",
                 config.model,
                 config.optimizer,
-                config.data.dataset,
+                config.data.describe()?,
                 out.display(),
                 config.plan
             );
