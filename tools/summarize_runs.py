@@ -23,8 +23,14 @@ def main() -> None:
     rows = []
     for plan, runs in groups.items():
         row = {"plan": plan, "seeds": len(runs)}
-        for key in ("final_test_acc", "best_test_acc", "steps", "wall_seconds"):
-            row[key] = ms([r[key] for r in runs])
+        # The run record, schema 1 (docs/run-format.md).
+        for key, value in (
+            ("final_test_acc", lambda r: r["final_eval"]["accuracy"]),
+            ("best_test_acc", lambda r: r["best_eval"]["accuracy"]),
+            ("steps", lambda r: r["updates"]),
+            ("wall_seconds", lambda r: r["wall_seconds"]),
+        ):
+            row[key] = ms([value(r) for r in runs])
         rows.append(row)
     if "--json" in sys.argv:
         print(json.dumps(rows, indent=2))

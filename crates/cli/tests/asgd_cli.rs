@@ -127,9 +127,18 @@ fn in_process_asgd_learns_and_writes_its_files() {
     // 3 epochs of 800 examples in batches of 32: 75 updates.
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["final_version"], 75);
-    assert_eq!(summary["policy"], "asgd");
-    assert_eq!(summary["workers"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (&summary["schema"], &summary["kind"]),
+        (&1.into(), &"asgd".into())
+    );
+    assert_eq!(summary["updates"], 75);
+    assert_eq!(summary["details"]["final_version"], 75);
+    assert_eq!(summary["details"]["policy"], "asgd");
+    // Epochs count the examples in the applied gradients: at most 75 × 32 / 800 = 3, less
+    // by the partial last batch of each worker's 400-example share.
+    let epochs = summary["epochs"].as_f64().unwrap();
+    assert!(epochs > 2.5 && epochs <= 3.0, "{summary}");
+    assert_eq!(summary["details"]["workers"].as_array().unwrap().len(), 2);
     let evals = std::fs::read_to_string(out.join("eval.csv")).unwrap();
     // Header, versions 25, 50, 75 (and the final evaluation at 75 again, at most).
     assert!(evals.lines().count() >= 4, "{evals}");
@@ -175,7 +184,7 @@ fn the_theory_rule_caps_alpha_and_lowers_the_batch_with_it() {
     // 3 epochs of 800 examples in batches of 16: 150 updates, twice the recipe's 75.
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["final_version"], 150);
+    assert_eq!(summary["details"]["final_version"], 150);
     assert!(final_accuracy(&stdout) > 0.5, "{stdout}");
 
     // Without --h-max it is estimated on the initial model and printed.
@@ -392,17 +401,17 @@ fn server_and_two_worker_processes_train_over_loopback() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(metrics.join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["final_version"], 75, "{summary}");
-    let seen: Vec<u64> = summary["workers"]
+    assert_eq!(summary["details"]["final_version"], 75, "{summary}");
+    let seen: Vec<u64> = summary["details"]["workers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|w| w["worker_id"].as_u64().unwrap())
         .collect();
     assert_eq!(seen, [0, 1], "{summary}");
-    let acc = summary["last_eval"]["stats"]["accuracy"].as_f64().unwrap();
+    let acc = summary["final_eval"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.5, "accuracy {acc}: {summary}");
-    assert_eq!(summary["refusals"]["unauthenticated"], 0);
+    assert_eq!(summary["details"]["refusals"]["unauthenticated"], 0);
 }
 
 /// The line `asgd rule (…): α0 … per worker` of a command's stderr.
@@ -442,7 +451,7 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
     let summary = |path: &std::path::Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(path.join("summary.json")).unwrap()).unwrap()
     };
-    let updates = summary(&out)["final_version"].as_u64().unwrap();
+    let updates = summary(&out)["details"]["final_version"].as_u64().unwrap();
     assert!(
         updates > 75,
         "the rule lowers b0, so more than 75 updates: {updates}"
@@ -483,7 +492,10 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
         "{stderr}"
     );
     // The server ran the adapted plan's length, as asgd did.
-    assert_eq!(summary(&metrics)["final_version"].as_u64(), Some(updates));
+    assert_eq!(
+        summary(&metrics)["details"]["final_version"].as_u64(),
+        Some(updates)
+    );
 }
 
 #[test]

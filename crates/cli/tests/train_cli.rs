@@ -52,14 +52,17 @@ fn config_file_with_flag_overrides_trains_and_resumes() {
     );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["epochs"], 3);
+    assert_eq!(summary["schema"], 1);
+    assert_eq!(summary["kind"], "train");
+    assert_eq!(summary["epochs"], 3.0);
     assert_eq!(summary["completed"], true);
-    assert_eq!(summary["config"]["model"], "mlp");
-    assert_eq!(summary["config"]["seed"], 5);
+    let config = &summary["details"]["config"];
+    assert_eq!(config["model"], "mlp");
+    assert_eq!(config["seed"], 5);
     // Two stages, batch 64 then 32 (the stagewise rule halves b).
-    let stages = summary["config"]["plan"]["stages"].as_array().unwrap();
+    let stages = config["plan"]["stages"].as_array().unwrap();
     assert_eq!(stages[1]["batch_size"], 32);
-    assert!(summary["final_test_acc"].as_f64().unwrap() > 0.5);
+    assert!(summary["final_eval"]["accuracy"].as_f64().unwrap() > 0.5);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

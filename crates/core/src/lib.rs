@@ -16,8 +16,10 @@
 //! assert!(theta[0] < 1.0 && theta[1] > -2.0);
 //! ```
 
+pub mod files;
 pub mod optim;
 pub mod real;
+pub mod record;
 pub mod schedule;
 pub mod theory;
 pub mod trace;

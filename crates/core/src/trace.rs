@@ -17,7 +17,8 @@
 //! - `algorithm`: `qhm`, `sgd` (PyTorch SGD), `adam`, `adamw`, `rmsprop` or `qhadam`.
 //! - `grads`: one raw gradient vector per step (before weight decay), each as long as `theta0`.
 //! - `schedule`: one object per step with the values in force at that step: `lr`, `momentum`
-//!   (β for QHM, β₁ for Adam-type, μ for RMSprop) and `nu` (QHM, QHAdam's ν₁).
+//!   (β for QHM, β₁ for Adam-type, μ for RMSprop) and `nu` (QHM, QHAdam's ν₁; required for
+//!   those two, optional and ignored for the others).
 //! - Optional, defaulting to 0 / false / `"grad"`: `weight_decay`, `weight_decay_type`
 //!   (`"grad"`/`"direct"`, for qhm and qhadam), `nesterov` and `dampening` (sgd).
 //!   Per-algorithm constants with their PyTorch/qhoptim defaults: `beta2`, `eps`, `nu2`,
@@ -27,10 +28,7 @@
 //!
 //! The result is `{"params_after": [[...], ...]}`: the parameters after every step.
 
-use crate::optim::{
-    Adam, AdamHyper, OptimError, Optimizer, QhAdam, QhAdamHyper, Qhm, QhmHyper, RmsProp,
-    RmsPropHyper, Scheduled, Sgd, SgdHyper, WeightDecay,
-};
+use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, Scheduled, WeightDecay};
 use serde::{Deserialize, Serialize};
 
 /// One optimizer replay case (see the module documentation for the format).
@@ -43,19 +41,19 @@ pub struct TraceCase {
     /// Raw gradients, one vector per step.
     pub grads: Vec<Vec<f64>>,
     /// Hyperparameters in force at each step.
-    pub schedule: Vec<Scheduled>,
+    pub schedule: Vec<TraceStep>,
     /// Weight decay (0 when absent).
     #[serde(default)]
     pub weight_decay: f64,
-    /// `"grad"` (default) or `"direct"`.
+    /// `"grad"` or `"direct"` (qhm and qhadam).
     #[serde(default)]
-    pub weight_decay_type: WeightDecay,
+    pub weight_decay_type: Option<WeightDecay>,
     /// PyTorch SGD's Nesterov flag.
     #[serde(default)]
     pub nesterov: bool,
     /// PyTorch SGD's dampening.
     #[serde(default)]
-    pub dampening: f64,
+    pub dampening: Option<f64>,
     /// Adam-type β₂ (default 0.999).
     #[serde(default)]
     pub beta2: Option<f64>,
@@ -70,7 +68,20 @@ pub struct TraceCase {
     pub alpha: Option<f64>,
     /// Centered RMSprop.
     #[serde(default)]
-    pub centered: bool,
+    pub centered: Option<bool>,
+}
+
+/// The scheduled values at one step; `nu` only for the algorithms that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// β (QHM), momentum (SGD, RMSprop) or β₁ (Adam-type).
+    pub momentum: f64,
+    /// ν (QHM) or ν₁ (QHAdam); ignored by the others.
+    #[serde(default)]
+    pub nu: Option<f64>,
 }
 
 /// The replay output: parameters after every step.
@@ -89,6 +100,14 @@ pub enum TraceError {
     /// The algorithm name is unknown.
     #[error("unknown algorithm '{0}'; allowed: qhm, sgd, adam, adamw, rmsprop, qhadam")]
     UnknownAlgorithm(String),
+    /// A step leaves out ν for an algorithm that reads it.
+    #[error("schedule[{index}]: {algorithm} needs 'nu' at every step")]
+    MissingNu {
+        /// 0-based index into `schedule`.
+        index: usize,
+        /// The algorithm.
+        algorithm: String,
+    },
     /// Lengths of the case's fields disagree.
     #[error("{0}")]
     Shape(String),
@@ -108,90 +127,46 @@ impl TraceCase {
         Ok(serde_json::from_str(text)?)
     }
 
-    /// Builds the optimizer with the first step's hyperparameters.
-    fn optimizer(&self) -> Result<Box<dyn Optimizer<f64>>, TraceError> {
-        let n = self.theta0.len();
-        let s = self.schedule[0];
-        let eps = self.eps.unwrap_or(1e-8);
-        let at_start = |source| TraceError::Step { step: 1, source };
-        let opt: Box<dyn Optimizer<f64>> = match self.algorithm.as_str() {
-            "qhm" => Box::new(
-                Qhm::try_new(
-                    n,
-                    QhmHyper {
-                        lr: s.lr,
-                        beta: s.momentum,
-                        nu: s.nu,
-                        weight_decay: self.weight_decay,
-                        weight_decay_type: self.weight_decay_type,
-                    },
-                )
-                .map_err(at_start)?,
-            ),
-            "sgd" => Box::new(
-                Sgd::try_new(
-                    n,
-                    SgdHyper {
-                        lr: s.lr,
-                        momentum: s.momentum,
-                        dampening: self.dampening,
-                        weight_decay: self.weight_decay,
-                        nesterov: self.nesterov,
-                    },
-                )
-                .map_err(at_start)?,
-            ),
-            name @ ("adam" | "adamw") => Box::new(
-                Adam::try_new(
-                    n,
-                    AdamHyper {
-                        lr: s.lr,
-                        beta1: s.momentum,
-                        beta2: self.beta2.unwrap_or(0.999),
-                        eps,
-                        weight_decay: self.weight_decay,
-                        weight_decay_type: if name == "adamw" {
-                            WeightDecay::Direct
-                        } else {
-                            WeightDecay::Grad
-                        },
-                    },
-                )
-                .map_err(at_start)?,
-            ),
-            "rmsprop" => Box::new(
-                RmsProp::try_new(
-                    n,
-                    RmsPropHyper {
-                        lr: s.lr,
-                        alpha: self.alpha.unwrap_or(0.99),
-                        eps,
-                        momentum: s.momentum,
-                        weight_decay: self.weight_decay,
-                        centered: self.centered,
-                    },
-                )
-                .map_err(at_start)?,
-            ),
-            "qhadam" => Box::new(
-                QhAdam::try_new(
-                    n,
-                    QhAdamHyper {
-                        lr: s.lr,
-                        beta1: s.momentum,
-                        beta2: self.beta2.unwrap_or(0.999),
-                        nu1: s.nu,
-                        nu2: self.nu2.unwrap_or(1.0),
-                        eps,
-                        weight_decay: self.weight_decay,
-                        weight_decay_type: self.weight_decay_type,
-                    },
-                )
-                .map_err(at_start)?,
-            ),
+    /// The optimizer this case names, with its constants.
+    pub fn optimizer_config(&self) -> Result<OptimizerConfig, TraceError> {
+        let kind = match self.algorithm.as_str() {
+            "sgd" if self.nesterov => OptimizerKind::Nesterov,
+            "qhm" | "sgd" | "adam" | "adamw" | "rmsprop" | "qhadam" => self
+                .algorithm
+                .parse()
+                .map_err(|_| TraceError::UnknownAlgorithm(self.algorithm.clone()))?,
             other => return Err(TraceError::UnknownAlgorithm(other.to_string())),
         };
-        Ok(opt)
+        Ok(OptimizerConfig {
+            kind,
+            weight_decay: self.weight_decay,
+            weight_decay_type: self.weight_decay_type,
+            beta2: self.beta2,
+            eps: self.eps,
+            nu2: self.nu2,
+            alpha: self.alpha,
+            centered: self.centered,
+            dampening: self.dampening,
+        })
+    }
+
+    /// The scheduled values of every step, checking that ν is there where it is read.
+    fn scheduled(&self, kind: OptimizerKind) -> Result<Vec<Scheduled>, TraceError> {
+        self.schedule
+            .iter()
+            .enumerate()
+            .map(|(index, s)| match (s.nu, kind.uses_nu()) {
+                (None, true) => Err(TraceError::MissingNu {
+                    index,
+                    algorithm: self.algorithm.clone(),
+                }),
+                (nu, _) => Ok(Scheduled {
+                    lr: s.lr,
+                    momentum: s.momentum,
+                    nu: nu.unwrap_or(0.0),
+                }),
+            })
+            .collect()
     }
 
     /// Replays the case and returns the parameters after every step.
@@ -199,7 +174,7 @@ impl TraceCase {
     /// ```
     /// use stagewise_core::trace::TraceCase;
     /// let case = TraceCase::from_json(r#"{"algorithm": "sgd", "theta0": [1.0],
-    ///     "grads": [[0.5]], "schedule": [{"lr": 0.1, "momentum": 0.0, "nu": 0.0}]}"#).unwrap();
+    ///     "grads": [[0.5]], "schedule": [{"lr": 0.1, "momentum": 0.0}]}"#).unwrap();
     /// assert_eq!(case.run().unwrap().params_after, vec![vec![0.95]]);
     /// ```
     pub fn run(&self) -> Result<TraceOutput, TraceError> {
@@ -222,10 +197,14 @@ impl TraceCase {
                 params_after: vec![],
             });
         }
-        let mut opt = self.optimizer()?;
+        let config = self.optimizer_config()?;
+        let schedule = self.scheduled(config.kind)?;
+        let mut opt: Box<dyn Optimizer<f64>> = config
+            .build(self.theta0.len(), schedule[0])
+            .map_err(|source| TraceError::Step { step: 1, source })?;
         let mut theta = self.theta0.clone();
         let mut params_after = Vec::with_capacity(self.grads.len());
-        for (k, (g, s)) in self.grads.iter().zip(&self.schedule).enumerate() {
+        for (k, (g, s)) in self.grads.iter().zip(&schedule).enumerate() {
             let at = |source| TraceError::Step {
                 step: k + 1,
                 source,

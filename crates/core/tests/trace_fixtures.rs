@@ -92,3 +92,29 @@ fn malformed_cases_are_refused_with_a_reason() {
     assert!(TraceCase::from_json(unknown).unwrap().run().is_err());
     assert!(TraceCase::from_json("{").is_err());
 }
+
+#[test]
+fn nu_is_required_only_where_the_algorithm_reads_it() {
+    let sgd = r#"{"algorithm":"sgd","theta0":[1],"grads":[[1],[1]],
+        "schedule":[{"lr":0.1,"momentum":0.5},{"lr":0.1,"momentum":0.5}]}"#;
+    let got = TraceCase::from_json(sgd).unwrap().run().unwrap();
+    // PyTorch: B = 1, θ = 0.9; B = 0.5 + 1 = 1.5, θ = 0.75.
+    assert_eq!(got.params_after, vec![vec![0.9], vec![0.75]]);
+
+    let qhm = r#"{"algorithm":"qhm","theta0":[1],"grads":[[1],[1]],
+        "schedule":[{"lr":1,"momentum":0.9,"nu":0.7},{"lr":1,"momentum":0.9}]}"#;
+    let err = TraceCase::from_json(qhm).unwrap().run().unwrap_err();
+    assert_eq!(err.to_string(), "schedule[1]: qhm needs 'nu' at every step");
+}
+
+#[test]
+fn a_constant_of_another_algorithm_is_refused_by_name() {
+    let case = r#"{"algorithm":"sgd","theta0":[1],"grads":[[1]], "beta2": 0.99,
+        "schedule":[{"lr":0.1,"momentum":0.5}]}"#;
+    let err = TraceCase::from_json(case).unwrap().run().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("beta2 applies only to adam, adamw, qhadam"),
+        "{err}"
+    );
+}

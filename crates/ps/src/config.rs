@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use stagewise_core::optim::{
-    Adam, AdamHyper, Optimizer, Qhm, QhmHyper, Scheduled, Sgd, SgdHyper, WeightDecay,
-};
+pub use stagewise_core::optim::OptimizerConfig;
+use stagewise_core::optim::Scheduled;
 use stagewise_core::schedule::Plan;
 
 use crate::error::ConfigError;
@@ -123,108 +122,6 @@ pub enum OnStale {
     Wait,
 }
 
-/// Which core optimizer the server runs; α, β (momentum) and ν come from the schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum OptimizerConfig {
-    /// QHM, normalized convention (qhoptim).
-    Qhm {
-        /// Weight decay ≥ 0.
-        #[serde(default)]
-        weight_decay: f64,
-        /// Coupled (`grad`) or decoupled (`direct`).
-        #[serde(default)]
-        weight_decay_type: WeightDecay,
-    },
-    /// PyTorch SGD (momentum from the schedule, no dampening, no Nesterov).
-    Sgd {
-        /// Coupled weight decay ≥ 0.
-        #[serde(default)]
-        weight_decay: f64,
-    },
-    /// Adam (β₁ from the schedule's momentum).
-    Adam {
-        /// β₂ in [0, 1).
-        #[serde(default = "default_beta2")]
-        beta2: f64,
-        /// ε > 0.
-        #[serde(default = "default_eps")]
-        eps: f64,
-    },
-}
-
-fn default_beta2() -> f64 {
-    0.999
-}
-fn default_eps() -> f64 {
-    1e-8
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        Self::Qhm {
-            weight_decay: 0.0,
-            weight_decay_type: WeightDecay::Grad,
-        }
-    }
-}
-
-impl OptimizerConfig {
-    /// Builds the optimizer for `len` parameters with the schedule's first values.
-    pub fn build(
-        &self,
-        len: usize,
-        first: Scheduled,
-    ) -> Result<Box<dyn Optimizer<f32>>, ConfigError> {
-        let err =
-            |e: stagewise_core::optim::OptimError| ConfigError::new("optimizer", e.to_string());
-        Ok(match *self {
-            Self::Qhm {
-                weight_decay,
-                weight_decay_type,
-            } => Box::new(
-                Qhm::<f32>::try_new(
-                    len,
-                    QhmHyper {
-                        lr: first.lr,
-                        beta: first.momentum,
-                        nu: first.nu,
-                        weight_decay,
-                        weight_decay_type,
-                    },
-                )
-                .map_err(err)?,
-            ),
-            Self::Sgd { weight_decay } => Box::new(
-                Sgd::<f32>::try_new(
-                    len,
-                    SgdHyper {
-                        lr: first.lr,
-                        momentum: first.momentum,
-                        dampening: 0.0,
-                        weight_decay,
-                        nesterov: false,
-                    },
-                )
-                .map_err(err)?,
-            ),
-            Self::Adam { beta2, eps } => Box::new(
-                Adam::<f32>::try_new(
-                    len,
-                    AdamHyper {
-                        lr: first.lr,
-                        beta1: first.momentum,
-                        beta2,
-                        eps,
-                        ..AdamHyper::default()
-                    },
-                )
-                .map_err(err)?,
-            ),
-        })
-    }
-}
-
 /// The server's (α, β, ν) as a function of its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -267,6 +164,14 @@ impl Default for ScheduleConfig {
 }
 
 impl ScheduleConfig {
+    /// Training examples per epoch, for plans (to count epochs in the metrics).
+    pub fn examples_per_epoch(&self) -> Option<u64> {
+        match self {
+            Self::Constant { .. } => None,
+            Self::Plan { n_train, .. } | Self::PlanFile { n_train, .. } => Some(*n_train),
+        }
+    }
+
     /// Builds the schedule (reads the plan file if any).
     pub fn build(&self) -> Result<Box<dyn HyperSchedule>, ConfigError> {
         match self {
@@ -354,7 +259,7 @@ pub struct ServerConfig {
     pub model_id: String,
     /// Staleness policy.
     pub policy: PolicyConfig,
-    /// Optimizer.
+    /// The optimizer (one of core's, with its constants); α, β and ν come from the schedule.
     pub optimizer: OptimizerConfig,
     /// (α, β, ν) by version.
     pub schedule: ScheduleConfig,
@@ -397,6 +302,9 @@ impl ServerConfig {
             return Err(ConfigError::new("model_id", "must not be empty"));
         }
         self.policy.validate()?;
+        self.optimizer
+            .validate()
+            .map_err(|e| ConfigError::new("optimizer", e.to_string()))?;
         if self.log_every == 0 {
             return Err(ConfigError::new("log_every", "must be >= 1"));
         }
@@ -647,7 +555,7 @@ impl Default for WorkerConfig {
             max_seconds: None,
             max_chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            connect_timeout_ms: 10_000,
+            connect_timeout_ms: 30_000,
             grad_wire: WireFloat::F32,
             param_wire: WireFloat::F32,
         }

@@ -127,6 +127,7 @@ pub enum PsError {
         waited_ms: u64,
     },
     /// A server answered with a gRPC error status.
+    #[cfg(feature = "grpc")]
     #[error("server {server}: {status}")]
     Status {
         /// The server's URL.
@@ -137,6 +138,9 @@ pub enum PsError {
     /// Connecting, binding or a malformed reply.
     #[error("transport: {0}")]
     Transport(String),
+    /// The run record (metrics, summary) could not be written.
+    #[error(transparent)]
+    Record(#[from] stagewise_core::record::RecordError),
     /// File system error outside checkpoints (metrics, keys, tokens).
     #[error("{path}: {source}")]
     Io {
@@ -147,6 +151,7 @@ pub enum PsError {
     },
 }
 
+#[cfg(feature = "grpc")]
 impl PsError {
     /// The gRPC status code when this error came from a server.
     pub fn grpc_code(&self) -> Option<tonic::Code> {

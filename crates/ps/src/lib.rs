@@ -32,12 +32,14 @@
 //!     (0..2).map(|i| Box::new(task.worker(32, i)) as Box<dyn GradientSource>).collect();
 //! let report = stagewise_ps::run_in_process(config, sources, Some(Box::new(task.evaluator()))).unwrap();
 //! assert_eq!(report.version, 200);
-//! assert!(report.summary.last_eval.unwrap().stats.accuracy.unwrap() > 0.6);
+//! assert!(report.summary.last_eval.unwrap().accuracy.unwrap() > 0.6);
 //! ```
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "grpc")]
 pub mod auth;
+#[cfg(feature = "grpc")]
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -52,6 +54,7 @@ pub mod transport;
 pub mod worker;
 
 /// Code generated from `proto/stagewise_ps.proto` (messages, client and server stubs).
+#[cfg(feature = "grpc")]
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("stagewise.ps.v1");
@@ -61,5 +64,6 @@ pub use config::{AsgdConfig, PolicyConfig, ServeConfig, ServerConfig, WorkerConf
 pub use error::PsError;
 pub use gradient::{BatchStats, EvalStats, Evaluator, GradientSource};
 pub use server::ParamServer;
+#[cfg(feature = "grpc")]
 pub use transport::grpc::{run_worker, serve, start as start_server, ServeHandle};
 pub use transport::in_process::{run_in_process, run_in_process_from, Report};

@@ -2,11 +2,14 @@
 //! refusals; written like a trainer's metrics (`train.csv`, `eval.csv`, `summary.json`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+
+use stagewise_core::optim::Scheduled;
+use stagewise_core::record::{write_rows, RunKind, RunSummary, EVAL_FILE, TRAIN_FILE};
+pub use stagewise_core::record::{EvalRow, TrainRow};
 
 use crate::error::PsError;
 use crate::gradient::{BatchStats, EvalStats};
@@ -87,41 +90,7 @@ pub enum PushKind {
     RefusedStale,
 }
 
-/// One row of `train.csv`: an interval of `log_every` updates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainRow {
-    /// Server version at the end of the interval.
-    pub version: u64,
-    /// Seconds since the server started.
-    pub elapsed_s: f64,
-    /// Updates per second over the interval.
-    pub updates_per_s: f64,
-    /// Valid pushes in the interval.
-    pub pushes: u64,
-    /// Mean staleness of those pushes.
-    pub mean_staleness: f64,
-    /// Largest staleness among them.
-    pub max_staleness: u64,
-    /// Mean worker batch loss (at the pulled parameters), if reported.
-    pub loss: Option<f64>,
-    /// Mean worker batch accuracy, if reported.
-    pub accuracy: Option<f64>,
-    /// Scheduled learning rate at the end of the interval (before staleness scaling).
-    pub lr: f64,
-}
-
-/// One row of `eval.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalRow {
-    /// Version evaluated.
-    pub version: u64,
-    /// Seconds since the server started.
-    pub elapsed_s: f64,
-    /// The evaluator's result.
-    pub stats: EvalStats,
-}
-
-/// The whole run in one JSON object (`summary.json`).
+/// The server's own facts: the `details` of its `summary.json` ([`RunSummary`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Model id.
@@ -156,6 +125,9 @@ pub struct Summary {
     pub last_eval: Option<EvalRow>,
 }
 
+/// A server run's `summary.json`.
+pub type RunRecord = RunSummary<Summary>;
+
 #[derive(Debug, Default)]
 struct Interval {
     pushes: u64,
@@ -182,6 +154,10 @@ pub struct Metrics {
     last_row: (Instant, u64),
     rows: Vec<TrainRow>,
     evals: Vec<EvalRow>,
+    optimizer: String,
+    examples_per_epoch: Option<u64>,
+    /// Examples in the applied gradients so far.
+    examples: u64,
 }
 
 impl Metrics {
@@ -200,7 +176,23 @@ impl Metrics {
             last_row: (now, start_version),
             rows: Vec::new(),
             evals: Vec::new(),
+            optimizer: String::new(),
+            examples_per_epoch: None,
+            examples: 0,
         }
+    }
+
+    /// Names the optimizer for the summary, and counts epochs of `examples_per_epoch`.
+    pub fn with_run(mut self, optimizer: &str, examples_per_epoch: Option<u64>) -> Self {
+        self.optimizer = optimizer.into();
+        self.examples_per_epoch = examples_per_epoch.filter(|&n| n > 0);
+        self
+    }
+
+    /// Epochs of training data in the gradients applied so far, when known.
+    fn epoch(&self) -> Option<f64> {
+        self.examples_per_epoch
+            .map(|n| self.examples as f64 / n as f64)
     }
 
     /// Records a valid push from `worker` with staleness `tau`.
@@ -210,6 +202,9 @@ impl Metrics {
             .entry(worker)
             .or_insert_with(|| WorkerStats::new(worker));
         w.pushes += 1;
+        if kind != PushKind::RefusedStale {
+            self.examples += stats.batch_size;
+        }
         match kind {
             PushKind::Applied => w.applied += 1,
             PushKind::Buffered => w.buffered += 1,
@@ -232,33 +227,38 @@ impl Metrics {
         }
     }
 
-    /// Records that the server reached `version` with scheduled learning rate `lr`; closes a
-    /// row every `log_every` updates.
-    pub fn record_update(&mut self, version: u64, lr: f64) {
+    /// Records that the server reached `version` with the scheduled values `s`; closes a row
+    /// every `log_every` updates.
+    pub fn record_update(&mut self, version: u64, s: Scheduled) {
         if version.is_multiple_of(self.log_every) {
-            self.close_row(version, lr);
+            self.close_row(version, s);
         }
     }
 
-    fn close_row(&mut self, version: u64, lr: f64) {
+    fn close_row(&mut self, version: u64, s: Scheduled) {
         let now = Instant::now();
         let dt = now.duration_since(self.last_row.0).as_secs_f64();
         let du = version.saturating_sub(self.last_row.1);
         let iv = std::mem::take(&mut self.interval);
+        let epoch = self.epoch();
         self.rows.push(TrainRow {
-            version,
+            update: version,
+            epoch,
             elapsed_s: now.duration_since(self.start).as_secs_f64(),
-            updates_per_s: if dt > 0.0 { du as f64 / dt } else { 0.0 },
-            pushes: iv.pushes,
-            mean_staleness: if iv.pushes > 0 {
+            loss: (iv.loss_n > 0).then(|| iv.loss_sum / iv.loss_n as f64),
+            accuracy: (iv.acc_n > 0).then(|| iv.acc_sum / iv.acc_n as f64),
+            lr: s.lr,
+            momentum: Some(s.momentum),
+            nu: Some(s.nu),
+            updates_per_s: Some(if dt > 0.0 { du as f64 / dt } else { 0.0 }),
+            pushes: Some(iv.pushes),
+            mean_staleness: Some(if iv.pushes > 0 {
                 iv.staleness_sum as f64 / iv.pushes as f64
             } else {
                 0.0
-            },
-            max_staleness: iv.staleness_max,
-            loss: (iv.loss_n > 0).then(|| iv.loss_sum / iv.loss_n as f64),
-            accuracy: (iv.acc_n > 0).then(|| iv.acc_sum / iv.acc_n as f64),
-            lr,
+            }),
+            max_staleness: Some(iv.staleness_max),
+            ..TrainRow::default()
         });
         self.last_row = (now, version);
     }
@@ -266,9 +266,12 @@ impl Metrics {
     /// Records an evaluation of `version`.
     pub fn record_eval(&mut self, version: u64, stats: EvalStats) {
         self.evals.push(EvalRow {
-            version,
+            update: version,
+            epoch: self.epoch(),
             elapsed_s: self.start.elapsed().as_secs_f64(),
-            stats,
+            loss: stats.loss,
+            accuracy: stats.accuracy,
+            examples: stats.examples,
         });
     }
 
@@ -330,53 +333,27 @@ impl Metrics {
         }
     }
 
-    /// Writes `train.csv`, `eval.csv` and `summary.json` into `dir` (created if missing).
-    pub fn write(&self, dir: &Path, version: u64) -> Result<Summary, PsError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| PsError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let fmt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-        let mut train = String::from(
-            "version,elapsed_s,updates_per_s,pushes,mean_staleness,max_staleness,loss,accuracy,lr\n",
-        );
-        for r in &self.rows {
-            train.push_str(&format!(
-                "{},{:.4},{:.3},{},{:.4},{},{},{},{}\n",
-                r.version,
-                r.elapsed_s,
-                r.updates_per_s,
-                r.pushes,
-                r.mean_staleness,
-                r.max_staleness,
-                fmt(r.loss),
-                fmt(r.accuracy),
-                r.lr
-            ));
-        }
-        let mut eval = String::from("version,elapsed_s,loss,accuracy,examples\n");
-        for r in &self.evals {
-            eval.push_str(&format!(
-                "{},{:.4},{},{},{}\n",
-                r.version,
-                r.elapsed_s,
-                r.stats.loss,
-                fmt(r.stats.accuracy),
-                r.stats.examples
-            ));
-        }
+    /// Writes the run record into `dir` (created if missing): `train.csv`, `eval.csv` and
+    /// `summary.json` for a run of `kind` at `version`, `completed` when its budget is spent.
+    pub fn write(
+        &self,
+        dir: &Path,
+        version: u64,
+        kind: RunKind,
+        completed: bool,
+    ) -> Result<Summary, PsError> {
+        write_rows(&dir.join(TRAIN_FILE), &self.rows)?;
+        write_rows(&dir.join(EVAL_FILE), &self.evals)?;
         let summary = self.summary(version);
-        let json = serde_json::to_string_pretty(&summary).unwrap_or_else(|_| "{}".into());
-        for (name, text) in [
-            ("train.csv", train),
-            ("eval.csv", eval),
-            ("summary.json", json),
-        ] {
-            let path = dir.join(name);
-            let mut f = std::fs::File::create(&path).map_err(io(&path))?;
-            f.write_all(text.as_bytes()).map_err(io(&path))?;
-        }
+        let record = RunSummary {
+            updates: version,
+            epochs: self.epoch(),
+            wall_seconds: summary.elapsed_s,
+            completed,
+            ..RunSummary::new(kind, &self.model_id, &self.optimizer, summary.clone())
+                .with_evals(&self.evals)
+        };
+        record.save(dir)?;
         Ok(summary)
     }
 }
@@ -404,15 +381,20 @@ mod tests {
 
     #[test]
     fn histogram_rows_and_files() {
-        let mut m = Metrics::new("m", "asgd", 2, 0);
+        let mut m = Metrics::new("m", "asgd", 2, 0).with_run("qhm", Some(8));
         let s = BatchStats {
             loss: 1.0,
             accuracy: Some(0.5),
             batch_size: 4,
         };
+        let scheduled = Scheduled {
+            lr: 0.1,
+            momentum: 0.9,
+            nu: 0.7,
+        };
         for (v, tau) in [(1u64, 0u64), (2, 3), (3, 100)] {
             m.record_push(7, tau, PushKind::Applied, &s);
-            m.record_update(v, 0.1);
+            m.record_update(v, scheduled);
         }
         let w = m.worker(7).unwrap();
         assert_eq!(w.pushes, 3);
@@ -421,16 +403,18 @@ mod tests {
         assert_eq!(w.histogram[STALENESS_BUCKETS - 1], 1);
         assert!((w.mean_staleness - 103.0 / 3.0).abs() < 1e-9);
         assert_eq!(m.rows().len(), 1);
-        assert_eq!(m.rows()[0].mean_staleness, 1.5);
+        assert_eq!(m.rows()[0].mean_staleness, Some(1.5));
+        // Two pushes of 4 examples over 8 per epoch: one epoch.
+        assert_eq!(m.rows()[0].epoch, Some(1.0));
+        assert_eq!(m.rows()[0].momentum, Some(0.9));
         let dir = tempfile::tempdir().unwrap();
-        let sum = m.write(dir.path(), 3).unwrap();
+        let sum = m.write(dir.path(), 3, RunKind::Asgd, true).unwrap();
         assert_eq!(sum.updates, 3);
         let csv = std::fs::read_to_string(dir.path().join("train.csv")).unwrap();
         assert_eq!(csv.lines().count(), 2);
-        let back: Summary = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(back.workers[0].max_staleness, 100);
+        let back = RunRecord::load(dir.path()).unwrap();
+        assert_eq!(back.details.workers[0].max_staleness, 100);
+        assert_eq!((back.kind, back.optimizer.as_str()), (RunKind::Asgd, "qhm"));
+        assert_eq!(back.epochs, Some(1.5));
     }
 }

@@ -1,5 +1,6 @@
 //! Faults with real processes on 127.0.0.1: a worker SIGKILLed mid-push, a server SIGKILLed
 //! and resumed from its checkpoint.
+#![cfg(feature = "grpc")]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stagewise_core::optim::OptimizerKind;
 use stagewise_core::schedule::{Plan, Stage};
 use stagewise_ps::config::{
     AsgdConfig, CheckpointConfig, OnStale, OptimizerConfig, PolicyConfig, ScheduleConfig,
@@ -19,7 +20,7 @@ use stagewise_ps::{run_in_process, PsError};
 fn sgd_config(lr: f64, policy: PolicyConfig) -> ServerConfig {
     ServerConfig {
         policy,
-        optimizer: OptimizerConfig::Sgd { weight_decay: 0.0 },
+        optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         schedule: ScheduleConfig::Constant {
             lr,
             momentum: 0.0,
@@ -129,8 +130,8 @@ fn asynchronous_run_learns_and_writes_metrics() {
         "loss {first} -> {last_row_loss}"
     );
     let eval = s.last_eval.as_ref().unwrap();
-    assert_eq!(eval.version, 400);
-    assert!(eval.stats.accuracy.unwrap() > 0.75, "{eval:?}");
+    assert_eq!(eval.update, 400);
+    assert!(eval.accuracy.unwrap() > 0.75, "{eval:?}");
     let evals = std::fs::read_to_string(dir.path().join("eval.csv")).unwrap();
     assert!(evals.lines().count() >= 2, "{evals}");
     assert!(dir.path().join("summary.json").exists());
@@ -171,7 +172,7 @@ fn every_policy_trains_to_the_budget() {
         let report =
             run_in_process(config, sources(&task, 3), Some(Box::new(task.evaluator()))).unwrap();
         assert_eq!(report.version, 150, "{policy:?}");
-        let acc = report.summary.last_eval.unwrap().stats.accuracy.unwrap();
+        let acc = report.summary.last_eval.unwrap().accuracy.unwrap();
         assert!(acc > 0.7, "{policy:?}: accuracy {acc}");
         assert!(t0.elapsed() < Duration::from_secs(30));
         if let PolicyConfig::Sync { .. } = policy {

@@ -4,6 +4,7 @@
 //! same way, so that one set of options gives every process the same plan.
 //!
 //! ```no_run
+//! use stagewise_core::optim::OptimizerKind;
 //! use stagewise_core::schedule::{Recipe, RecipeParams};
 //! use stagewise_core::theory::{AsgdRule, AsgdRun, AsgdUpdate, RuleOutcome};
 //! use stagewise_train::asgd_rule::{apply_asgd_rule, InitialModel};
@@ -13,7 +14,7 @@
 //! let data = DataConfig { dataset: DatasetKind::Synthetic, ..DataConfig::default() };
 //! let splits = data.load(0)?;
 //! let model = InitialModel { kind: ModelKind::Mlp, seed: 0, train: &splits.train, data: &data };
-//! let run = AsgdRun { workers: 4, update: AsgdUpdate::PerPush, qhm: true };
+//! let run = AsgdRun { workers: 4, update: AsgdUpdate::PerPush, optimizer: OptimizerKind::Qhm };
 //! let params = RecipeParams::default();
 //! let outcome = apply_asgd_rule(
 //!     AsgdRule::Theory, Some((Recipe::Stagewise, &params)), &run, None, &model, || {},
@@ -138,6 +139,7 @@ pub fn apply_asgd_rule(
 mod tests {
     use super::*;
     use crate::DatasetKind;
+    use stagewise_core::optim::OptimizerKind;
     use stagewise_core::theory::{AsgdUpdate, SkipReason};
 
     #[test]
@@ -160,7 +162,7 @@ mod tests {
         let run = AsgdRun {
             workers: 1,
             update: AsgdUpdate::PerPush,
-            qhm: true,
+            optimizer: OptimizerKind::Qhm,
         };
         let never = || panic!("nothing to estimate");
         let o = apply_asgd_rule(AsgdRule::Theory, recipe, &run, None, &model, never).unwrap();

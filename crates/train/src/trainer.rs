@@ -2,13 +2,14 @@
 //! batch size and switching α, β, ν in the optimizer, whose buffers carry over.
 //!
 //! Every epoch: train (one optimizer step per batch), evaluate on the test set, append a row to
-//! `metrics.csv`, write `checkpoint.safetensors` atomically. At the end, `summary.json`.
+//! `train.csv` and `eval.csv`, write `checkpoint.safetensors` atomically. At the end,
+//! `summary.json` (the run record of [`stagewise_core::record`]).
 //! The optimizers of `stagewise-core` run on the flat parameter vector ([`crate::bridge`]).
 
 use crate::bridge::{self, BridgeError};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 use crate::data::DataConfig;
-use crate::metrics::{read_metrics, write_metrics, EpochMetrics, Summary, METRICS_FILE};
+use crate::metrics::{Summary, TrainDetails};
 use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
 use crate::{inference_device, training_device};
 use burn::module::Module;
@@ -17,7 +18,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use stagewise_core::optim::{OptimError, Optimizer, OptimizerKind};
+use stagewise_core::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
+use stagewise_core::record::{
+    read_rows, write_rows, EvalRow, RecordError, RunKind, TrainRow, EVAL_FILE, TRAIN_FILE,
+};
 use stagewise_core::schedule::{Hyper, Layout, Plan, PlanError, Recipe, RecipeParams};
 use stagewise_data::{Batch, BatchConfig, DataError, Dataset, EpochBatches};
 use std::path::{Path, PathBuf};
@@ -114,7 +118,10 @@ pub enum TrainError {
         /// Epochs completed in the last checkpoint (0: none).
         last_good_epoch: u64,
     },
-    /// Writing metrics or the summary failed.
+    /// Reading or writing the run record (metrics, summary) failed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Writing an output failed.
     #[error("{path}: {detail}")]
     Output {
         /// The file.
@@ -125,6 +132,11 @@ pub enum TrainError {
 }
 
 impl TrainConfig {
+    /// The optimizer with the plan's weight decay.
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        OptimizerConfig::for_plan(self.optimizer, &self.plan)
+    }
+
     /// Checks fields the plan's own validation does not cover.
     pub fn validate(&self) -> Result<(), TrainError> {
         self.plan.validate()?;
@@ -214,7 +226,8 @@ struct RunState {
     epochs_done: u64,
     global_step: u64,
     seconds: f64,
-    metrics: Vec<EpochMetrics>,
+    train_rows: Vec<TrainRow>,
+    eval_rows: Vec<EvalRow>,
 }
 
 /// Trains `config` from scratch, writing into `out_dir` (created if needed).
@@ -233,12 +246,9 @@ pub fn train(
         .first()
         .map(|s| s.hyper_at(0, 1))
         .ok_or_else(|| TrainError::Config("the plan has no stages".into()))?;
-    let optimizer = config.optimizer.build::<f32>(
-        params.len(),
-        first.scheduled(),
-        config.plan.weight_decay,
-        config.plan.weight_decay_type,
-    )?;
+    let optimizer = config
+        .optimizer_config()
+        .build::<f32>(params.len(), first.scheduled())?;
     let state = RunState {
         model,
         params,
@@ -246,7 +256,8 @@ pub fn train(
         epochs_done: 0,
         global_step: 0,
         seconds: 0.0,
-        metrics: Vec::new(),
+        train_rows: Vec::new(),
+        eval_rows: Vec::new(),
     };
     run(config, out_dir, opts, state)
 }
@@ -261,17 +272,16 @@ pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> 
     let model = bridge::write_params(model, &ckpt.params)?;
     let model = bridge::write_buffers(model, &ckpt.buffers)?;
     let first = config.plan.stages[0].hyper_at(0, 1);
-    let mut optimizer = config.optimizer.build::<f32>(
-        ckpt.params.len(),
-        first.scheduled(),
-        config.plan.weight_decay,
-        config.plan.weight_decay_type,
-    )?;
+    let mut optimizer = config
+        .optimizer_config()
+        .build::<f32>(ckpt.params.len(), first.scheduled())?;
     optimizer.load_state(ckpt.optimizer)?;
-    let metrics_path = out_dir.join(METRICS_FILE);
-    let mut metrics = read_metrics(&metrics_path).map_err(|e| output_error(&metrics_path, e))?;
     // Rows written after the checkpoint (an interrupted epoch's) are dropped.
-    metrics.retain(|m| m.epoch <= ckpt.meta.epochs_done);
+    let done = Some(ckpt.meta.epochs_done as f64);
+    let mut train_rows: Vec<TrainRow> = read_rows(&out_dir.join(TRAIN_FILE))?;
+    train_rows.retain(|r| r.epoch <= done);
+    let mut eval_rows: Vec<EvalRow> = read_rows(&out_dir.join(EVAL_FILE))?;
+    eval_rows.retain(|r| r.epoch <= done);
     let state = RunState {
         model,
         params: ckpt.params,
@@ -279,7 +289,8 @@ pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> 
         epochs_done: ckpt.meta.epochs_done,
         global_step: ckpt.meta.global_step,
         seconds: ckpt.meta.seconds,
-        metrics,
+        train_rows,
+        eval_rows,
     };
     run(&config, out_dir, opts, state)
 }
@@ -417,43 +428,51 @@ fn run_epochs(
         )?;
         state.epochs_done = epoch + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        let row = EpochMetrics {
-            epoch: epoch + 1,
-            stage: stage + 1,
-            step: state.global_step,
-            lr: hyper.lr,
-            beta: hyper.beta,
-            nu: hyper.nu,
-            batch_size: span.batch_size,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
-            test_loss,
-            test_acc,
-            seconds: state.seconds,
-        };
+        let (train_loss, train_acc) = (
+            loss_sum / seen.max(1) as f64,
+            correct as f64 / seen.max(1) as f64,
+        );
         tracing::info!(
-            epoch = row.epoch,
-            stage = row.stage,
-            train_loss = row.train_loss,
-            test_acc = row.test_acc,
+            epoch = epoch + 1,
+            stage = stage + 1,
+            train_loss,
+            test_acc,
             "epoch done"
         );
         if opts.progress {
             eprintln!(
-                "epoch {:>3}/{total_epochs}  stage {}  b {:>4}  lr {:.4}  beta {:.4}  train loss {:.4} acc {:.4}  test loss {:.4} acc {:.4}  {:.0}s",
-                row.epoch, row.stage, row.batch_size, row.lr, row.beta, row.train_loss,
-                row.train_acc, row.test_loss, row.test_acc, row.seconds
+                "epoch {:>3}/{total_epochs}  stage {}  b {:>4}  lr {:.4}  beta {:.4}  train loss {train_loss:.4} acc {train_acc:.4}  test loss {test_loss:.4} acc {test_acc:.4}  {:.0}s",
+                epoch + 1, stage + 1, span.batch_size, hyper.lr, hyper.beta, state.seconds
             );
         }
-        state.metrics.push(row);
-        let metrics_path = out_dir.join(METRICS_FILE);
-        write_metrics(&metrics_path, &state.metrics).map_err(|e| output_error(&metrics_path, e))?;
+        let at_epoch = Some(state.epochs_done as f64);
+        state.train_rows.push(TrainRow {
+            update: state.global_step,
+            epoch: at_epoch,
+            elapsed_s: state.seconds,
+            loss: Some(train_loss),
+            accuracy: Some(train_acc),
+            stage: u32::try_from(stage + 1).ok(),
+            lr: hyper.lr,
+            momentum: Some(hyper.beta),
+            nu: Some(hyper.nu),
+            batch_size: Some(span.batch_size),
+            ..TrainRow::default()
+        });
+        state.eval_rows.push(EvalRow {
+            update: state.global_step,
+            epoch: at_epoch,
+            elapsed_s: state.seconds,
+            loss: test_loss,
+            accuracy: Some(test_acc),
+            examples: splits.test.len() as u64,
+        });
+        write_rows(&out_dir.join(TRAIN_FILE), &state.train_rows)?;
+        write_rows(&out_dir.join(EVAL_FILE), &state.eval_rows)?;
         save_checkpoint(config, out_dir, &state)?;
     }
     let summary = summarize(config, &state, images_seen, started, total_epochs);
-    let path = out_dir.join(crate::metrics::SUMMARY_FILE);
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| output_error(&path, e))?;
-    crate::checkpoint::write_atomically(&path, text.as_bytes())?;
+    summary.save(out_dir)?;
     Ok(summary)
 }
 
@@ -487,23 +506,22 @@ fn summarize(
     started: Instant,
     total_epochs: u64,
 ) -> Summary {
-    let best = state
-        .metrics
-        .iter()
-        .fold(None::<&EpochMetrics>, |b, m| match b {
-            Some(b) if b.test_acc >= m.test_acc => Some(b),
-            _ => Some(m),
-        });
     let elapsed = started.elapsed().as_secs_f64();
-    Summary {
-        final_test_acc: state.metrics.last().map_or(0.0, |m| m.test_acc),
-        best_test_acc: best.map_or(0.0, |m| m.test_acc),
-        best_epoch: best.map_or(0, |m| m.epoch),
-        epochs: state.epochs_done,
-        steps: state.global_step,
-        wall_seconds: state.seconds,
+    let details = TrainDetails {
         images_per_second: images_seen as f64 / elapsed.max(1e-9),
+        config: config.clone(),
+    };
+    Summary {
+        updates: state.global_step,
+        epochs: Some(state.epochs_done as f64),
+        wall_seconds: state.seconds,
         completed: state.epochs_done == total_epochs,
-        config: serde_json::to_value(config).unwrap_or_default(),
+        ..Summary::new(
+            RunKind::Train,
+            config.model.to_string(),
+            state.optimizer.name(),
+            details,
+        )
+        .with_evals(&state.eval_rows)
     }
 }

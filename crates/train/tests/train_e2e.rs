@@ -2,9 +2,10 @@
 //! corrupt checkpoints, and a real Fashion-MNIST run.
 
 use stagewise_core::optim::OptimizerKind;
+use stagewise_core::record::{read_rows, EvalRow, TrainRow};
 use stagewise_core::schedule::{Plan, Stage};
 use stagewise_train::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use stagewise_train::metrics::{read_metrics, METRICS_FILE};
+use stagewise_train::metrics::{EVAL_FILE, TRAIN_FILE};
 use stagewise_train::model::ModelKind;
 use stagewise_train::{
     resume, train, DataConfig, DatasetKind, RunOptions, TrainConfig, TrainError,
@@ -51,20 +52,26 @@ fn batch_size_changes_reach_the_batching_and_the_optimizer_state_carries_over() 
     ]);
     let dir = out_dir("batching");
     let summary = train(&config(plan, synthetic(1000, 300)), &dir, &quiet()).unwrap();
-    let rows = read_metrics(&dir.join(METRICS_FILE)).unwrap();
-    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    let rows: Vec<TrainRow> = read_rows(&dir.join(TRAIN_FILE)).unwrap();
+    let steps: Vec<u64> = rows.iter().map(|r| r.update).collect();
     assert_eq!(steps, vec![10, 30, 50, 84]);
-    let batches: Vec<u64> = rows.iter().map(|r| r.batch_size).collect();
-    assert_eq!(batches, vec![100, 50, 50, 30]);
-    let stages: Vec<usize> = rows.iter().map(|r| r.stage).collect();
-    assert_eq!(stages, vec![1, 2, 2, 3]);
-    assert!((rows[3].beta - 0.97).abs() < 1e-12 && (rows[1].lr - 0.25).abs() < 1e-12);
+    let batches: Vec<Option<u64>> = rows.iter().map(|r| r.batch_size).collect();
+    assert_eq!(batches, [100, 50, 50, 30].map(Some));
+    let stages: Vec<Option<u32>> = rows.iter().map(|r| r.stage).collect();
+    assert_eq!(stages, [1, 2, 2, 3].map(Some));
+    let epochs: Vec<Option<f64>> = rows.iter().map(|r| r.epoch).collect();
+    assert_eq!(epochs, [1.0, 2.0, 3.0, 4.0].map(Some));
+    assert!((rows[3].momentum.unwrap() - 0.97).abs() < 1e-12 && (rows[1].lr - 0.25).abs() < 1e-12);
+    let evals: Vec<EvalRow> = read_rows(&dir.join(EVAL_FILE)).unwrap();
+    assert_eq!(evals.iter().map(|e| e.update).collect::<Vec<_>>(), steps);
+    assert_eq!(summary.final_eval.as_ref(), evals.last());
     // One optimizer for the whole run: its step count spans every stage.
     let ckpt = Checkpoint::load(&dir).unwrap();
     assert_eq!(ckpt.optimizer.step, 84);
-    assert_eq!(summary.steps, 84);
+    assert_eq!(summary.updates, 84);
     // Learnable data: far above the 10% of chance.
-    assert!(summary.final_test_acc > 0.6, "{}", summary.final_test_acc);
+    let acc = summary.final_accuracy().unwrap();
+    assert!(acc > 0.6, "{acc}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -92,7 +99,7 @@ fn an_interrupted_and_resumed_run_ends_with_exactly_the_same_parameters() {
     )
     .unwrap();
     assert!(!first.completed);
-    assert_eq!(first.epochs, 2);
+    assert_eq!(first.epochs, Some(2.0));
     let resumed = resume(&split, &quiet()).unwrap();
     assert!(resumed.completed);
 
@@ -101,15 +108,16 @@ fn an_interrupted_and_resumed_run_ends_with_exactly_the_same_parameters() {
     assert_eq!(a.meta.global_step, b.meta.global_step);
     assert!(a.params == b.params, "parameters differ after resume");
     assert_eq!(a.optimizer, b.optimizer);
-    let rows_a = read_metrics(&whole.join(METRICS_FILE)).unwrap();
-    let rows_b = read_metrics(&split.join(METRICS_FILE)).unwrap();
-    assert_eq!(rows_a.len(), rows_b.len());
-    for (x, y) in rows_a.iter().zip(&rows_b) {
-        assert_eq!(
-            (x.step, x.train_loss, x.test_acc),
-            (y.step, y.train_loss, y.test_acc)
-        );
+    let train_a: Vec<TrainRow> = read_rows(&whole.join(TRAIN_FILE)).unwrap();
+    let train_b: Vec<TrainRow> = read_rows(&split.join(TRAIN_FILE)).unwrap();
+    assert_eq!(train_a.len(), train_b.len());
+    for (x, y) in train_a.iter().zip(&train_b) {
+        assert_eq!((x.update, x.loss), (y.update, y.loss));
     }
+    let eval_a: Vec<EvalRow> = read_rows(&whole.join(EVAL_FILE)).unwrap();
+    let eval_b: Vec<EvalRow> = read_rows(&split.join(EVAL_FILE)).unwrap();
+    let accuracies = |rows: &[EvalRow]| rows.iter().map(|e| e.accuracy).collect::<Vec<_>>();
+    assert_eq!(accuracies(&eval_a), accuracies(&eval_b));
     let _ = std::fs::remove_dir_all(&whole);
     let _ = std::fs::remove_dir_all(&split);
 }
@@ -188,9 +196,10 @@ fn cnn_learns_real_fashion_mnist_in_one_epoch_on_a_subset() {
     let summary = train(&cfg, &dir, &quiet()).unwrap();
     eprintln!(
         "cnn, 6000 Fashion-MNIST images, 1 epoch: test accuracy {:.4}",
-        summary.final_test_acc
+        summary.final_accuracy().unwrap()
     );
     // Chance is 0.10; one epoch on 6000 images gets far above it.
-    assert!(summary.final_test_acc > 0.6, "{}", summary.final_test_acc);
+    let acc = summary.final_accuracy().unwrap();
+    assert!(acc > 0.6, "{acc}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
+use stagewise_core::optim::OptimizerKind;
 use stagewise_core::schedule::{Layout, Plan};
 use stagewise_data::Splits;
 use stagewise_ps::config::{
@@ -137,18 +138,6 @@ pub enum OnStaleArg {
     Wait,
 }
 
-/// The server's optimizer (α, β, ν from the plan).
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServerOptimizer {
-    /// QHM, normalized (qhoptim) convention.
-    Qhm,
-    /// PyTorch SGD with momentum.
-    Sgd,
-    /// Adam (β1 = the plan's momentum).
-    Adam,
-}
-
 /// The parameter server's policy, optimizer and budget.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ServerArgs {
@@ -183,10 +172,12 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dc_snapshots: Option<usize>,
 
-    /// Server optimizer: qhm, sgd or adam [default: qhm].
-    #[arg(long, value_enum)]
+    #[arg(long, help = with_default(
+        "Server optimizer driven by the plan: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam          (as in train); weight decay comes from the plan",
+        OptimizerKind::default(),
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub optimizer: Option<ServerOptimizer>,
+    pub optimizer: Option<OptimizerKind>,
 
     /// Stop after this many updates [default: the plan's length in steps].
     #[arg(long)]
@@ -198,8 +189,10 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_every: Option<u64>,
 
-    /// One row of train.csv every this many updates [default: 50].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "One row of train.csv every this many updates",
+        ServerConfig::default().log_every,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_every: Option<u64>,
 
@@ -208,8 +201,10 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batch: Option<usize>,
 
-    /// Longest a pull waits for a synchronous round or an SSP clock, ms [default: 30000].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Longest a pull waits for a synchronous round or an SSP clock, ms",
+        ServerConfig::default().wait_timeout_ms,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_timeout_ms: Option<u64>,
 }
@@ -259,6 +254,11 @@ impl ServerArgs {
         Ok(policy)
     }
 
+    /// The server's optimizer.
+    pub fn optimizer_kind(&self) -> OptimizerKind {
+        self.optimizer.unwrap_or_default()
+    }
+
     /// Whether the synchronous policy is chosen.
     pub fn is_sync(&self) -> bool {
         self.policy == Some(PolicyKind::Sync)
@@ -272,22 +272,7 @@ impl ServerArgs {
         n_train: u64,
         workers: usize,
     ) -> anyhow::Result<ServerConfig> {
-        let optimizer = match self.optimizer.unwrap_or(ServerOptimizer::Qhm) {
-            ServerOptimizer::Qhm => OptimizerConfig::Qhm {
-                weight_decay: plan.weight_decay,
-                weight_decay_type: plan.weight_decay_type,
-            },
-            ServerOptimizer::Sgd => OptimizerConfig::Sgd {
-                weight_decay: plan.weight_decay,
-            },
-            ServerOptimizer::Adam if plan.weight_decay != 0.0 => {
-                bail!("--optimizer adam on the server takes no weight decay")
-            }
-            ServerOptimizer::Adam => OptimizerConfig::Adam {
-                beta2: 0.999,
-                eps: 1e-8,
-            },
-        };
+        let optimizer = OptimizerConfig::for_plan(self.optimizer_kind(), plan);
         if self.max_updates == Some(0) {
             bail!("--max-updates 0 is out of range; allowed: >= 1");
         }
@@ -300,10 +285,13 @@ impl ServerArgs {
                 n_train,
             },
             max_updates: self.max_updates,
-            wait_timeout_ms: self.wait_timeout_ms.unwrap_or(30_000),
-            log_every: self.log_every.unwrap_or(50),
             eval_every: self.eval_every,
             ..ServerConfig::default()
+        };
+        let config = ServerConfig {
+            wait_timeout_ms: self.wait_timeout_ms.unwrap_or(config.wait_timeout_ms),
+            log_every: self.log_every.unwrap_or(config.log_every),
+            ..config
         };
         config.validate()?;
         Ok(config)
@@ -398,12 +386,10 @@ pub fn print_summary(label: &str, summary: &Summary) {
         |e| {
             format!(
                 "final test accuracy {} (loss {:.4}, {} examples) at version {}",
-                e.stats
-                    .accuracy
-                    .map_or_else(|| "-".into(), |a| format!("{a:.4}")),
-                e.stats.loss,
-                e.stats.examples,
-                e.version
+                e.accuracy.map_or_else(|| "-".into(), |a| format!("{a:.4}")),
+                e.loss,
+                e.examples,
+                e.update
             )
         },
     );

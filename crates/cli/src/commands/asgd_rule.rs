@@ -5,6 +5,7 @@
 //! this module only renders the library's outcome.
 
 use anyhow::Context;
+use stagewise_core::optim::OptimizerKind;
 use stagewise_core::schedule::{fmt_num, Plan};
 use stagewise_core::theory::{
     AdaptedRecipe, AsgdRun, AsgdUpdate, HMaxSource, RuleOutcome, SkipReason,
@@ -14,7 +15,7 @@ use stagewise_train::asgd_rule::{apply_asgd_rule, InitialModel};
 use stagewise_train::DataConfig;
 
 use super::advice::{render_note, rule_error, Audience};
-use super::asgd::{ModelArgs, ServerArgs, ServerOptimizer};
+use super::asgd::{ModelArgs, ServerArgs};
 use super::options::AsgdRuleArgs;
 
 /// How a server configured by `server` applies the gradients of `workers` workers.
@@ -26,13 +27,13 @@ pub fn server_run(server: &ServerArgs, workers: usize) -> AsgdRun {
         } else {
             AsgdUpdate::PerPush
         },
-        qhm: server.optimizer.unwrap_or(ServerOptimizer::Qhm) == ServerOptimizer::Qhm,
+        optimizer: server.optimizer_kind(),
     }
 }
 
 /// How a `ps worker`'s servers apply the gradients: averaged with `--sync`, per push otherwise.
 /// A worker cannot see the servers' optimizer and takes it to be QHM: with `ps serve
-/// --optimizer sgd|adam`, give the workers `--asgd-rule none`.
+/// --optimizer` other than qhm, give the workers `--asgd-rule none`.
 pub fn worker_run(workers: usize, sync: bool) -> AsgdRun {
     AsgdRun {
         workers: u32::try_from(workers).unwrap_or(u32::MAX),
@@ -41,7 +42,7 @@ pub fn worker_run(workers: usize, sync: bool) -> AsgdRun {
         } else {
             AsgdUpdate::PerPush
         },
-        qhm: true,
+        optimizer: OptimizerKind::Qhm,
     }
 }
 

@@ -26,7 +26,7 @@ use super::asgd::{
     merge_with_file, option_names, print_summary, worker_line, ModelArgs, ServerArgs, MAX_WORKERS,
 };
 use super::asgd_rule::{plan_for_workers, server_run, worker_run};
-use super::options::AsgdRuleArgs;
+use super::options::{with_default, AsgdRuleArgs};
 
 /// The environment variable read for the token when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "STAGEWISE_PS_TOKEN";
@@ -115,14 +115,17 @@ pub struct ServeArgs {
     #[serde(default)]
     resume: bool,
 
-    /// Largest gRPC message accepted, bytes [default: 4194304].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Largest gRPC message accepted, bytes",
+        DEFAULT_MAX_MESSAGE_BYTES,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_message_bytes: Option<usize>,
 
-    /// Bytes of floats per pulled chunk (multiple of 4, at most max-message-bytes − 1024)
-    /// [default: 1048576].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Bytes of floats per pulled chunk (multiple of 4, at most max-message-bytes − 1024)",
+        DEFAULT_CHUNK_BYTES,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_chunk_bytes: Option<usize>,
 
@@ -214,19 +217,24 @@ pub struct WorkerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_seconds: Option<f64>,
 
-    /// Keep retrying the first connection this long, ms (servers may still be starting)
-    /// [default: 30000].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help = with_default(
+        "Keep retrying the first connection this long, ms (servers may still be starting)",
+        WorkerConfig::default().connect_timeout_ms,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_timeout_ms: Option<u64>,
 
-    /// Largest gRPC message accepted, bytes [default: 4194304].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Largest gRPC message accepted, bytes",
+        DEFAULT_MAX_MESSAGE_BYTES,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_message_bytes: Option<usize>,
 
-    /// Bytes of floats per pushed chunk (multiple of 4) [default: 1048576].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Bytes of floats per pushed chunk (multiple of 4)",
+        DEFAULT_CHUNK_BYTES,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_chunk_bytes: Option<usize>,
 
@@ -508,7 +516,9 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         max_seconds: args.max_seconds,
         max_chunk_bytes: args.max_chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES),
         max_message_bytes: args.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
-        connect_timeout_ms: args.connect_timeout_ms.unwrap_or(30_000),
+        connect_timeout_ms: args
+            .connect_timeout_ms
+            .unwrap_or(WorkerConfig::default().connect_timeout_ms),
         grad_wire: args.grad_wire.unwrap_or_default(),
         param_wire: args.param_wire.unwrap_or_default(),
     };

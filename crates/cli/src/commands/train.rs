@@ -27,7 +27,7 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
 
     #[arg(long, value_name = "DIR", help = with_default(
-        "Output folder for metrics.csv, summary.json and checkpoints", DEFAULT_OUT,
+        "Output folder for train.csv, eval.csv, summary.json and checkpoints", DEFAULT_OUT,
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
@@ -128,16 +128,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         (stagewise_train::train(&config, &out, &opts)?, out)
     };
+    let (best_acc, best_epoch) = summary.best_eval.as_ref().map_or((0.0, 0.0), |e| {
+        (e.accuracy.unwrap_or(0.0), e.epoch.unwrap_or(0.0))
+    });
     println!(
-        "{}: final test accuracy {:.4}, best {:.4} (epoch {}), {} epochs, {} steps, {:.0} s, {:.0} images/s{}",
+        "{}: final test accuracy {:.4}, best {best_acc:.4} (epoch {best_epoch}), {} epochs, {} steps, {:.0} s, {:.0} images/s{}",
         out.display(),
-        summary.final_test_acc,
-        summary.best_test_acc,
-        summary.best_epoch,
-        summary.epochs,
-        summary.steps,
+        summary.final_accuracy().unwrap_or(0.0),
+        summary.epochs.unwrap_or(0.0),
+        summary.updates,
         summary.wall_seconds,
-        summary.images_per_second,
+        summary.details.images_per_second,
         if summary.completed { "" } else { " (stopped early; --resume to continue)" }
     );
     Ok(())

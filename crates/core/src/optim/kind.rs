@@ -1,10 +1,6 @@
-//! Choosing an optimizer by name and building it from scheduled hyperparameters.
+//! Choosing an optimizer by name; [`super::OptimizerConfig`] builds it.
 
-use super::{
-    Adam, AdamHyper, OptimError, Optimizer, QhAdam, QhAdamHyper, Qhm, QhmHyper, RmsProp,
-    RmsPropHyper, Scheduled, Sgd, SgdHyper, WeightDecay,
-};
-use crate::Real;
+use super::OptimError;
 use serde::{Deserialize, Serialize};
 
 /// The optimizers a plan can drive, by name.
@@ -14,16 +10,16 @@ use serde::{Deserialize, Serialize};
 /// Adam-type take lr and β₁ (QHAdam also ν₁); RMSprop takes lr and momentum.
 ///
 /// ```
-/// use stagewise_core::optim::{OptimizerKind, Scheduled, WeightDecay};
+/// use stagewise_core::optim::OptimizerKind;
 /// let kind: OptimizerKind = "qhm".parse().unwrap();
-/// let s = Scheduled { lr: 1.0, momentum: 0.9, nu: 0.7 };
-/// let opt = kind.build::<f32>(10, s, 0.0, WeightDecay::Grad).unwrap();
-/// assert_eq!(opt.name(), "qhm");
+/// assert_eq!(kind, OptimizerKind::default());
+/// assert!(kind.uses_nu() && !OptimizerKind::Sgd.uses_nu());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Quasi-hyperbolic momentum (qhoptim), normalized α.
+    #[default]
     Qhm,
     /// PyTorch SGD with momentum (unnormalized lr).
     Sgd,
@@ -64,73 +60,14 @@ impl OptimizerKind {
         }
     }
 
-    /// Builds the optimizer for `len` parameters with the first step's hyperparameters.
-    ///
-    /// `weight_decay_type` applies to QHM and QHAdam; Adam is coupled and AdamW decoupled by
-    /// definition, SGD and RMSprop are coupled as in PyTorch.
-    pub fn build<F: Real>(
-        self,
-        len: usize,
-        s: Scheduled,
-        weight_decay: f64,
-        weight_decay_type: WeightDecay,
-    ) -> Result<Box<dyn Optimizer<F>>, OptimError> {
-        Ok(match self {
-            Self::Qhm => Box::new(Qhm::try_new(
-                len,
-                QhmHyper {
-                    lr: s.lr,
-                    beta: s.momentum,
-                    nu: s.nu,
-                    weight_decay,
-                    weight_decay_type,
-                },
-            )?),
-            Self::Sgd | Self::Nesterov => Box::new(Sgd::try_new(
-                len,
-                SgdHyper {
-                    lr: s.lr,
-                    momentum: s.momentum,
-                    dampening: 0.0,
-                    weight_decay,
-                    nesterov: self == Self::Nesterov,
-                },
-            )?),
-            Self::Adam | Self::AdamW => Box::new(Adam::try_new(
-                len,
-                AdamHyper {
-                    lr: s.lr,
-                    beta1: s.momentum,
-                    weight_decay,
-                    weight_decay_type: if self == Self::AdamW {
-                        WeightDecay::Direct
-                    } else {
-                        WeightDecay::Grad
-                    },
-                    ..AdamHyper::default()
-                },
-            )?),
-            Self::RmsProp => Box::new(RmsProp::try_new(
-                len,
-                RmsPropHyper {
-                    lr: s.lr,
-                    momentum: s.momentum,
-                    weight_decay,
-                    ..RmsPropHyper::default()
-                },
-            )?),
-            Self::QhAdam => Box::new(QhAdam::try_new(
-                len,
-                QhAdamHyper {
-                    lr: s.lr,
-                    beta1: s.momentum,
-                    nu1: s.nu,
-                    weight_decay,
-                    weight_decay_type,
-                    ..QhAdamHyper::default()
-                },
-            )?),
-        })
+    /// Whether the kind reads ν from the plan (QHM's ν, QHAdam's ν₁); the others ignore it.
+    pub fn uses_nu(self) -> bool {
+        matches!(self, Self::Qhm | Self::QhAdam)
+    }
+
+    /// Whether weight decay can be coupled or decoupled (`weight_decay_type`).
+    pub fn has_weight_decay_type(self) -> bool {
+        matches!(self, Self::Qhm | Self::QhAdam)
     }
 }
 
@@ -148,8 +85,10 @@ impl std::str::FromStr for OptimizerKind {
             .into_iter()
             .find(|k| k.name() == wanted)
             .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
                 OptimError::InvalidSettings(format!(
-                    "unknown optimizer '{s}'; allowed: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam"
+                    "unknown optimizer '{s}'; allowed: {}",
+                    names.join(", ")
                 ))
             })
     }

@@ -10,6 +10,7 @@
 //! follows qhoptim. [`conventions`] and [`convert`] map other methods onto QHM.
 
 pub mod adam;
+mod config;
 pub mod conventions;
 pub mod convert;
 mod error;
@@ -22,6 +23,7 @@ pub mod rmsprop;
 pub mod sgd;
 
 pub use adam::{Adam, AdamHyper};
+pub use config::OptimizerConfig;
 pub use error::OptimError;
 pub use hyper::{check_finite, check_range, Scheduled, WeightDecay};
 pub use kind::OptimizerKind;

@@ -180,7 +180,11 @@ impl<F: Real> Optimizer<F> for Sgd<F> {
     }
 
     fn name(&self) -> &'static str {
-        "sgd"
+        if self.hyper.nesterov {
+            "nesterov"
+        } else {
+            "sgd"
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use super::advice::Note;
 use super::asgd::AsgdUpdate;
 use super::explain::AdviceError;
 use super::recommend::{recommend, AsgdBatch, RecommendOptions, Setting};
+use crate::optim::OptimizerKind;
 use crate::schedule::{Recipe, RecipeParams};
 
 /// Whether a recipe is adapted to asynchronous workers.
@@ -49,8 +50,8 @@ pub struct AsgdRun {
     pub workers: u32,
     /// Per-push (asynchronous) or averaged (synchronous) updates.
     pub update: AsgdUpdate,
-    /// `true` when the server's optimizer is QHM, which reads the plan as (α, β, ν).
-    pub qhm: bool,
+    /// The server's optimizer; the rule applies to QHM, which reads the plan as (α, β, ν).
+    pub optimizer: OptimizerKind,
 }
 
 /// Why the rule was not applied.
@@ -137,10 +138,11 @@ pub enum RuleOutcome {
 /// that order.
 ///
 /// ```
+/// use stagewise_core::optim::OptimizerKind;
 /// use stagewise_core::schedule::{Recipe, RecipeParams};
 /// use stagewise_core::theory::{recipe_to_adapt, AsgdRule, AsgdRun, AsgdUpdate, SkipReason};
 /// let p = RecipeParams::default();
-/// let run = AsgdRun { workers: 4, update: AsgdUpdate::PerPush, qhm: true };
+/// let run = AsgdRun { workers: 4, update: AsgdUpdate::PerPush, optimizer: OptimizerKind::Qhm };
 /// assert!(recipe_to_adapt(AsgdRule::Theory, Some((Recipe::Stagewise, &p)), &run).is_ok());
 /// let one = AsgdRun { workers: 1, ..run };
 /// let skip = recipe_to_adapt(AsgdRule::Theory, Some((Recipe::Stagewise, &p)), &one);
@@ -164,7 +166,7 @@ pub fn recipe_to_adapt<'a>(
     if run.update == AsgdUpdate::Averaged {
         return Err(SkipReason::Averaged);
     }
-    if !run.qhm {
+    if run.optimizer != OptimizerKind::Qhm {
         return Err(SkipReason::NotQhm);
     }
     Ok(recipe)
@@ -295,7 +297,7 @@ mod tests {
         let run = AsgdRun {
             workers: 4,
             update: AsgdUpdate::PerPush,
-            qhm: true,
+            optimizer: OptimizerKind::Qhm,
         };
         assert!(recipe_to_adapt(AsgdRule::Theory, r, &run).is_ok());
         let skip = |rule, recipe, run: AsgdRun| recipe_to_adapt(rule, recipe, &run).unwrap_err();
@@ -308,7 +310,10 @@ mod tests {
             ..run
         };
         assert_eq!(skip(AsgdRule::Theory, r, sync), SkipReason::Averaged);
-        let sgd = AsgdRun { qhm: false, ..run };
+        let sgd = AsgdRun {
+            optimizer: OptimizerKind::Sgd,
+            ..run
+        };
         assert_eq!(skip(AsgdRule::Theory, r, sgd), SkipReason::NotQhm);
         assert_eq!(
             SkipReason::PlanFile.to_string(),

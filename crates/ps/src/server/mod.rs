@@ -22,7 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use stagewise_core::optim::check_finite;
+use stagewise_core::optim::{check_finite, Scheduled};
+use stagewise_core::record::RunKind;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{CheckpointConfig, ServerConfig};
@@ -146,7 +147,11 @@ impl ParamServer {
             .into());
         }
         let schedule = config.schedule.build()?;
-        let optimizer = config.optimizer.build(shard.len, schedule.at(0))?;
+        let optimizer = config
+            .optimizer
+            .build::<f32>(shard.len, schedule.at(0))
+            .map_err(|e| ConfigError::new("optimizer", e.to_string()))?;
+        let optimizer_name = optimizer.name();
         let max_updates = config.max_updates.or_else(|| schedule.total_updates());
         let policy = Policy::new(&config.policy, shard.len);
         let mut state = ShardState::new(
@@ -190,7 +195,8 @@ impl ParamServer {
             config.policy.name(),
             config.log_every,
             state.version,
-        );
+        )
+        .with_run(optimizer_name, config.schedule.examples_per_epoch());
         Ok(Self {
             model_id: config.model_id.clone(),
             policy_name: config.policy.name(),
@@ -291,11 +297,11 @@ impl ParamServer {
                             version,
                             "synchronous round incomplete at timeout; applied partially"
                         );
-                        let lr = st.last_scheduled.lr;
+                        let scheduled = st.last_scheduled;
                         let v = st.version;
                         drop(st);
                         self.changed.notify_all();
-                        self.after_update(v, lr);
+                        self.after_update(v, scheduled);
                         st = lock(&self.state);
                         continue;
                     }
@@ -385,7 +391,7 @@ impl ParamServer {
         }
         let mut st = lock(&self.state);
         let result = st.push(push.worker_id, push.pulled_version, push.grads);
-        let lr = st.last_scheduled.lr;
+        let scheduled = st.last_scheduled;
         drop(st);
         let (outcome, missing) = match result {
             Ok(x) => x,
@@ -416,14 +422,14 @@ impl ParamServer {
         }
         if let PushOutcome::Applied { version, .. } = outcome {
             self.changed.notify_all();
-            self.after_update(version, lr);
+            self.after_update(version, scheduled);
         }
         Ok(outcome)
     }
 
     /// Metrics row, evaluation and checkpoint bookkeeping after reaching `version`.
-    fn after_update(&self, version: u64, lr: f64) {
-        lock(&self.metrics).record_update(version, lr);
+    fn after_update(&self, version: u64, scheduled: Scheduled) {
+        lock(&self.metrics).record_update(version, scheduled);
         if self.eval_every.is_some_and(|k| version.is_multiple_of(k)) {
             let tx = lock(&self.eval_tx).clone();
             if let Some(tx) = tx {
@@ -502,10 +508,14 @@ impl ParamServer {
         f(&lock(&self.metrics))
     }
 
-    /// Writes `train.csv`, `eval.csv`, `summary.json` into `dir`.
-    pub fn write_metrics(&self, dir: &std::path::Path) -> Result<Summary, PsError> {
-        let v = self.version();
-        lock(&self.metrics).write(dir, v)
+    /// Writes the run record (`train.csv`, `eval.csv`, `summary.json`) into `dir`, as a run of
+    /// `kind`.
+    pub fn write_metrics(&self, dir: &std::path::Path, kind: RunKind) -> Result<Summary, PsError> {
+        let (v, done) = {
+            let st = lock(&self.state);
+            (st.version, st.finished())
+        };
+        lock(&self.metrics).write(dir, v, kind, done)
     }
 
     /// Evaluates the current parameters now, on the calling thread, and records the result.

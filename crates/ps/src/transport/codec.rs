@@ -26,6 +26,7 @@ impl WireFloat {
     }
 
     /// The `.proto` enum value.
+    #[cfg(feature = "grpc")]
     pub fn to_proto(self) -> i32 {
         match self {
             Self::F32 => crate::proto::FloatEncoding::F32 as i32,
@@ -34,6 +35,7 @@ impl WireFloat {
     }
 
     /// From the `.proto` enum value; the error names the allowed values.
+    #[cfg(feature = "grpc")]
     pub fn from_proto(v: i32) -> Result<Self, String> {
         match crate::proto::FloatEncoding::try_from(v) {
             Ok(crate::proto::FloatEncoding::F32) => Ok(Self::F32),
@@ -173,6 +175,11 @@ mod tests {
             .parse::<WireFloat>()
             .unwrap_err()
             .contains("allowed: f32, bf16"));
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn proto_values_round_trip_and_unknown_ones_are_refused() {
         assert!(WireFloat::from_proto(7).unwrap_err().contains("not known"));
         assert_eq!(
             WireFloat::from_proto(WireFloat::Bf16.to_proto()),

@@ -193,7 +193,7 @@ pub fn run_in_process_from(
     }
     server.checkpoint_now()?;
     let summary = match &config.metrics_dir {
-        Some(dir) => server.write_metrics(dir)?,
+        Some(dir) => server.write_metrics(dir, stagewise_core::record::RunKind::Asgd)?,
         None => server.summary(),
     };
     let (version, params) = server.snapshot();

@@ -12,7 +12,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
-use stagewise_core::optim::{OptimizerKind, Scheduled, WeightDecay};
+use stagewise_core::optim::{OptimizerConfig, OptimizerKind, Scheduled};
 use stagewise_data::{synthetic, BatchConfig, EpochBatches, SyntheticConfig};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ fn time_steps(kind: ModelKind, batch_size: usize, steps: usize, warmup: usize) -
     let mut model = Model::new(kind, &device, 0);
     let mut params = bridge::flatten_params(&model);
     let mut grads = Vec::with_capacity(params.len());
-    let mut optimizer = OptimizerKind::Qhm
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::Qhm)
         .build::<f32>(
             params.len(),
             Scheduled {
@@ -70,8 +70,6 @@ fn time_steps(kind: ModelKind, batch_size: usize, steps: usize, warmup: usize) -
                 momentum: 0.9,
                 nu: 0.7,
             },
-            0.0,
-            WeightDecay::Grad,
         )
         .expect("valid hyperparameters");
     let loss_fn = CrossEntropyLossConfig::new().init(&device);

@@ -626,7 +626,7 @@ pub async fn start(
             end.checkpoint_now()?;
             served?;
             match metrics_dir {
-                Some(dir) => end.write_metrics(&dir),
+                Some(dir) => end.write_metrics(&dir, stagewise_core::record::RunKind::PsServe),
                 None => Ok(end.summary()),
             }
         })
