@@ -20,6 +20,7 @@ mod parallel;
 pub mod qhadam;
 pub mod qhm;
 pub mod rmsprop;
+pub mod schedule_free;
 pub mod sgd;
 
 pub use adam::{Adam, AdamHyper};
@@ -30,6 +31,9 @@ pub use kind::OptimizerKind;
 pub use qhadam::{QhAdam, QhAdamHyper};
 pub use qhm::{Qhm, QhmHyper};
 pub use rmsprop::{RmsProp, RmsPropHyper};
+pub use schedule_free::{
+    AdamWScheduleFree, AdamWScheduleFreeHyper, SgdScheduleFree, SgdScheduleFreeHyper,
+};
 pub use sgd::{Sgd, SgdHyper};
 
 use crate::Real;
@@ -91,6 +95,14 @@ pub trait Optimizer<F: Real>: Send {
 
     /// A short name of the algorithm, for logs.
     fn name(&self) -> &'static str;
+
+    /// The point to evaluate and checkpoint at, when it differs from the training point.
+    ///
+    /// `None` (the default) means the `params` given to [`Optimizer::step`] are that point.
+    /// Schedule-free methods train at y and return the average x here.
+    fn eval_params(&self) -> Option<&[F]> {
+        None
+    }
 
     /// Checks that `params` and `grads` have this optimizer's length.
     fn check_step_input(&self, params: &[F], grads: &[F]) -> Result<(), OptimError> {

@@ -63,3 +63,28 @@ where
         .zip(grads.par_chunks(CHUNK))
         .for_each(|(p, g)| kernel(p, g));
 }
+
+/// Runs `kernel` on matching chunks of `params`, `grads` and three state buffers.
+#[inline]
+pub(crate) fn zip3<T: Send + Sync, K>(
+    params: &mut [T],
+    grads: &[T],
+    a: &mut [T],
+    b: &mut [T],
+    c: &mut [T],
+    kernel: K,
+) where
+    K: Fn(&mut [T], &[T], &mut [T], &mut [T], &mut [T]) + Sync + Send,
+{
+    if params.len() < PARALLEL_MIN_LEN {
+        kernel(params, grads, a, b, c);
+        return;
+    }
+    params
+        .par_chunks_mut(CHUNK)
+        .zip(grads.par_chunks(CHUNK))
+        .zip(a.par_chunks_mut(CHUNK))
+        .zip(b.par_chunks_mut(CHUNK))
+        .zip(c.par_chunks_mut(CHUNK))
+        .for_each(|((((p, g), a), b), c)| kernel(p, g, a, b, c));
+}
