@@ -14,7 +14,8 @@
 //! }
 //! ```
 //!
-//! - `algorithm`: `qhm`, `sgd` (PyTorch SGD), `adam`, `adamw`, `rmsprop` or `qhadam`.
+//! - `algorithm`: `qhm`, `sgd` (PyTorch SGD), `adam`, `adamw`, `rmsprop`, `qhadam`,
+//!   `sgd-schedulefree` or `adamw-schedulefree` (the `schedulefree` package's reference classes).
 //! - `grads`: one raw gradient vector per step (before weight decay), each as long as `theta0`.
 //! - `schedule`: one object per step with the values in force at that step: `lr`, `momentum`
 //!   (β for QHM, β₁ for Adam-type, μ for RMSprop) and `nu` (QHM, QHAdam's ν₁; required for
@@ -22,11 +23,13 @@
 //! - Optional, defaulting to 0 / false / `"grad"`: `weight_decay`, `weight_decay_type`
 //!   (`"grad"`/`"direct"`, for qhm and qhadam), `nesterov` and `dampening` (sgd).
 //!   Per-algorithm constants with their PyTorch/qhoptim defaults: `beta2`, `eps`, `nu2`,
-//!   `alpha`, `centered`.
+//!   `alpha`, `centered`; schedule-free: `warmup_steps`, `r`, `weight_lr_power`, `decay_at_z`.
 //! - Any other field (a name, a description, the expected results) is ignored, so a fixture can
 //!   carry its own expected output.
 //!
-//! The result is `{"params_after": [[...], ...]}`: the parameters after every step.
+//! The result is `{"params_after": [[...], ...]}`: the parameters after every step. For the
+//! schedule-free methods these are the training point y, and `x_after` holds the evaluation
+//! point x after every step.
 
 use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, Scheduled, WeightDecay};
 use serde::{Deserialize, Serialize};
@@ -69,6 +72,18 @@ pub struct TraceCase {
     /// Centered RMSprop.
     #[serde(default)]
     pub centered: Option<bool>,
+    /// Schedule-free warm-up steps (default 0).
+    #[serde(default)]
+    pub warmup_steps: Option<u64>,
+    /// Schedule-free averaging power r (default 0).
+    #[serde(default)]
+    pub r: Option<f64>,
+    /// Schedule-free power of γ_max in the weights (default 2).
+    #[serde(default)]
+    pub weight_lr_power: Option<f64>,
+    /// Schedule-free AdamW: weight decay at z (default false).
+    #[serde(default)]
+    pub decay_at_z: Option<bool>,
 }
 
 /// The scheduled values at one step; `nu` only for the algorithms that read it.
@@ -87,8 +102,11 @@ pub struct TraceStep {
 /// The replay output: parameters after every step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceOutput {
-    /// `params_after[k]` holds the parameters after step `k + 1`.
+    /// `params_after[k]` holds the parameters after step `k + 1` (y for schedule-free methods).
     pub params_after: Vec<Vec<f64>>,
+    /// Schedule-free methods: the evaluation point x after every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_after: Option<Vec<Vec<f64>>>,
 }
 
 /// Why a case could not be replayed.
@@ -98,7 +116,10 @@ pub enum TraceError {
     #[error("invalid trace case: {0}")]
     Json(#[from] serde_json::Error),
     /// The algorithm name is unknown.
-    #[error("unknown algorithm '{0}'; allowed: qhm, sgd, adam, adamw, rmsprop, qhadam")]
+    #[error(
+        "unknown algorithm '{0}'; allowed: qhm, sgd, adam, adamw, rmsprop, qhadam, \
+         sgd-schedulefree, adamw-schedulefree"
+    )]
     UnknownAlgorithm(String),
     /// A step leaves out ν for an algorithm that reads it.
     #[error("schedule[{index}]: {algorithm} needs 'nu' at every step")]
@@ -131,7 +152,8 @@ impl TraceCase {
     pub fn optimizer_config(&self) -> Result<OptimizerConfig, TraceError> {
         let kind = match self.algorithm.as_str() {
             "sgd" if self.nesterov => OptimizerKind::Nesterov,
-            "qhm" | "sgd" | "adam" | "adamw" | "rmsprop" | "qhadam" => self
+            "qhm" | "sgd" | "adam" | "adamw" | "rmsprop" | "qhadam" | "sgd-schedulefree"
+            | "adamw-schedulefree" => self
                 .algorithm
                 .parse()
                 .map_err(|_| TraceError::UnknownAlgorithm(self.algorithm.clone()))?,
@@ -147,6 +169,10 @@ impl TraceCase {
             alpha: self.alpha,
             centered: self.centered,
             dampening: self.dampening,
+            warmup_steps: self.warmup_steps,
+            r: self.r,
+            weight_lr_power: self.weight_lr_power,
+            decay_at_z: self.decay_at_z,
         })
     }
 
@@ -195,6 +221,7 @@ impl TraceCase {
         if self.grads.is_empty() {
             return Ok(TraceOutput {
                 params_after: vec![],
+                x_after: None,
             });
         }
         let config = self.optimizer_config()?;
@@ -204,6 +231,7 @@ impl TraceCase {
             .map_err(|source| TraceError::Step { step: 1, source })?;
         let mut theta = self.theta0.clone();
         let mut params_after = Vec::with_capacity(self.grads.len());
+        let mut x_after = config.kind.is_schedule_free().then(Vec::new);
         for (k, (g, s)) in self.grads.iter().zip(&schedule).enumerate() {
             let at = |source| TraceError::Step {
                 step: k + 1,
@@ -212,7 +240,13 @@ impl TraceCase {
             opt.set_scheduled(*s).map_err(at)?;
             opt.step(&mut theta, g).map_err(at)?;
             params_after.push(theta.clone());
+            if let Some(xs) = &mut x_after {
+                xs.push(opt.eval_params().unwrap_or(&theta).to_vec());
+            }
         }
-        Ok(TraceOutput { params_after })
+        Ok(TraceOutput {
+            params_after,
+            x_after,
+        })
     }
 }

@@ -118,3 +118,38 @@ fn a_constant_of_another_algorithm_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn schedule_free_fixtures_replay_through_trace_within_1e_12() {
+    let dir = fixture_dir().join("../schedulefree");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixture folder tests/fixtures/schedulefree")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "found {}", files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        let got = TraceCase::from_json(&text).unwrap().run().unwrap();
+        let want_x = expected.expected.x_after.as_ref().expect("x_after");
+        let got_x = got.x_after.as_ref().expect("schedule-free trace reports x");
+        for (what, a, b) in [
+            ("y", &got.params_after, &expected.expected.params_after),
+            ("x", got_x, want_x),
+        ] {
+            assert_eq!(a.len(), b.len(), "{}", expected.name);
+            for (step, (u, v)) in a.iter().zip(b).enumerate() {
+                for (p, q) in u.iter().zip(v) {
+                    assert!(
+                        (p - q).abs() <= 1e-12,
+                        "{} {what} step {}: {p} vs {q}",
+                        expected.name,
+                        step + 1
+                    );
+                }
+            }
+        }
+    }
+}

@@ -16,10 +16,7 @@ use crate::error::GradientError;
 use crate::gradient::{BatchStats, EvalStats, Evaluator, GradientSource};
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
-    // Box–Muller; u1 in (0, 1] so the log is finite.
-    let u1: f64 = 1.0 - rng.gen::<f64>();
-    let u2: f64 = rng.gen();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    rng.sample::<f64, _>(rand_distr::StandardNormal) as f32
 }
 
 #[derive(Debug)]

@@ -467,3 +467,63 @@ fn in_process_run_refuses_configs_without_a_stop() {
     let err = run_in_process(AsgdConfig::default(), Vec::new(), None).unwrap_err();
     assert!(err.to_string().contains("sources"), "{err}");
 }
+
+#[test]
+fn every_optimizer_trains_on_the_server() {
+    let task = SoftmaxTask::new(8, 3, 1000, 400, 5);
+    for kind in OptimizerKind::ALL {
+        let mut config = AsgdConfig::default();
+        config.server.optimizer = OptimizerConfig::new(kind);
+        // Adam-type steps are about lr per coordinate; the others take the gradient's scale.
+        let adaptive = matches!(
+            kind,
+            OptimizerKind::Adam
+                | OptimizerKind::AdamW
+                | OptimizerKind::QhAdam
+                | OptimizerKind::RmsProp
+                | OptimizerKind::AdamWScheduleFree
+        );
+        config.server.schedule = ScheduleConfig::Constant {
+            lr: if adaptive { 0.02 } else { 0.5 },
+            momentum: if kind == OptimizerKind::RmsProp {
+                0.0
+            } else {
+                0.9
+            },
+            nu: 0.7,
+        };
+        config.server.max_updates = Some(200);
+        let report =
+            run_in_process(config, sources(&task, 2), Some(Box::new(task.evaluator()))).unwrap();
+        let acc = report.summary.last_eval.unwrap().accuracy.unwrap();
+        assert!(acc > 0.7, "{kind}: accuracy {acc}");
+    }
+}
+
+#[test]
+fn a_schedule_free_server_evaluates_its_average_and_serves_its_training_point() {
+    for (kind, separate) in [
+        (OptimizerKind::Sgd, false),
+        (OptimizerKind::SgdScheduleFree, true),
+        (OptimizerKind::AdamWScheduleFree, true),
+    ] {
+        let config = ServerConfig {
+            optimizer: OptimizerConfig::new(kind),
+            schedule: ScheduleConfig::Constant {
+                lr: 0.1,
+                momentum: 0.9,
+                nu: 0.0,
+            },
+            ..ServerConfig::default()
+        };
+        let s = server(&config, vec![1.0, -1.0, 0.5]);
+        for g in [[0.3, -0.2, 0.1], [0.1, 0.4, -0.3], [-0.2, 0.1, 0.2]] {
+            let (v, _) = pull(&s, 0);
+            push(&s, 0, v, &g).unwrap();
+        }
+        let (_, y) = s.snapshot();
+        let (_, x) = s.eval_snapshot();
+        assert_eq!(x != y, separate, "{kind}: x {x:?}, y {y:?}");
+        assert_eq!(pull(&s, 0).1, y, "{kind}: workers pull the training point");
+    }
+}

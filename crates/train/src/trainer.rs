@@ -51,7 +51,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             model: ModelKind::Cnn,
-            optimizer: OptimizerKind::Qhm,
+            optimizer: OptimizerKind::default(),
             plan: RecipeParams::default()
                 .build(Recipe::default())
                 .expect("the preset builds"),
@@ -216,6 +216,44 @@ pub fn evaluate(
     }
     let n = data.len().max(1) as f64;
     Ok((loss / n, correct as f64 / n))
+}
+
+/// Training batches forwarded to recompute BatchNorm statistics at a schedule-free x.
+pub const BATCH_NORM_RECOMPUTE_BATCHES: usize = 50;
+
+/// The model to evaluate when the optimizer evaluates at another point than it trains at
+/// (schedule-free x, [`Optimizer::eval_params`]); `None` to evaluate the training model.
+///
+/// The copy is independent of the training model. Its BatchNorm statistics (resnet) are
+/// recomputed at x from [`BATCH_NORM_RECOMPUTE_BATCHES`] training batches, without
+/// augmentation, as the schedule-free reference asks, so the training model's statistics are
+/// left as they are.
+fn evaluation_model(
+    state: &RunState,
+    train: &Dataset,
+    config: &TrainConfig,
+    epoch: u64,
+) -> Result<Option<Model>, TrainError> {
+    let Some(x) = state.optimizer.eval_params() else {
+        return Ok(None);
+    };
+    let model = bridge::write_params(state.model.valid().train(), x)?;
+    if bridge::buffer_count(&model) == 0 {
+        return Ok(Some(model));
+    }
+    let device = training_device();
+    let batch_config = BatchConfig::train(config.plan.stages[0].batch_size as usize)
+        .with_normalization(config.data.normalization());
+    let mut batches = EpochBatches::new(train, batch_config, config.seed ^ 0x5f, epoch)?;
+    let mut batch = Batch::default();
+    for _ in 0..BATCH_NORM_RECOMPUTE_BATCHES {
+        if !batches.next_into(&mut batch) {
+            break;
+        }
+        let (images, _) = batch_tensors(&batch, &device);
+        drop(model.forward(images));
+    }
+    Ok(Some(model))
 }
 
 /// The state of a run between epochs.
@@ -420,8 +458,9 @@ fn run_epochs(
         }
         bar.finish_and_clear();
         images_seen += seen;
+        let at_x = evaluation_model(&state, &splits.train, config, epoch)?;
         let (test_loss, test_acc) = evaluate(
-            &state.model,
+            at_x.as_ref().unwrap_or(&state.model),
             &splits.test,
             config.eval_batch_size,
             &config.data,

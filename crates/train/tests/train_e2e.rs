@@ -203,3 +203,52 @@ fn cnn_learns_real_fashion_mnist_in_one_epoch_on_a_subset() {
     assert!(acc > 0.6, "{acc}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_schedule_free_run_learns_evaluates_at_x_and_resumes_exactly() {
+    // Schedule-free SGD wants larger rates than SGD; β 0.9 interpolates y between x and z.
+    let plan = Plan::new(vec![Stage::for_epochs(3, 1.0, 0.9, 0.0, 50)]);
+    let cfg = TrainConfig {
+        optimizer: OptimizerKind::SgdScheduleFree,
+        ..config(plan, synthetic(600, 200))
+    };
+    let whole = out_dir("sf-whole");
+    let summary = train(&cfg, &whole, &quiet()).unwrap();
+    assert_eq!(summary.optimizer, "sgd-schedulefree");
+    let acc = summary.final_accuracy().unwrap();
+    assert!(acc > 0.6, "{acc}");
+    // The checkpoint holds y as the parameters and x, z in the optimizer state.
+    let ckpt = Checkpoint::load(&whole).unwrap();
+    let names: Vec<&str> = ckpt
+        .optimizer
+        .buffers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(names.contains(&"x") && names.contains(&"z"), "{names:?}");
+    let x = &ckpt
+        .optimizer
+        .buffers
+        .iter()
+        .find(|(n, _)| n == "x")
+        .unwrap()
+        .1;
+    assert!(x != &ckpt.params, "after training, x and y differ");
+
+    let split = out_dir("sf-split");
+    let stop = RunOptions {
+        stop_after_epochs: Some(1),
+        ..quiet()
+    };
+    train(&cfg, &split, &stop).unwrap();
+    let resumed = resume(&split, &quiet()).unwrap();
+    let b = Checkpoint::load(&split).unwrap();
+    assert!(ckpt.params == b.params, "y differs after resume");
+    assert_eq!(ckpt.optimizer, b.optimizer);
+    assert_eq!(
+        resumed.final_eval.map(|e| e.accuracy),
+        summary.final_eval.map(|e| e.accuracy)
+    );
+    let _ = std::fs::remove_dir_all(&whole);
+    let _ = std::fs::remove_dir_all(&split);
+}

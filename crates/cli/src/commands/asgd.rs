@@ -8,6 +8,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
+use stagewise_core::files::write_atomic;
 use stagewise_core::optim::OptimizerKind;
 use stagewise_core::schedule::{Layout, Plan};
 use stagewise_data::Splits;
@@ -26,7 +27,7 @@ use std::path::PathBuf;
 use super::advice::Audience;
 use super::asgd_rule::{plan_for_workers, server_run};
 pub use super::options::{merge_with_file, option_names};
-use super::options::{with_default, AsgdRuleArgs, DataArgs, PlanArgs};
+use super::options::{optimizer_help, with_default, AsgdRuleArgs, DataArgs, PlanArgs};
 
 /// Most workers one command accepts (a thread or a process each).
 pub const MAX_WORKERS: usize = 4096;
@@ -172,9 +173,8 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dc_snapshots: Option<usize>,
 
-    #[arg(long, help = with_default(
-        "Server optimizer driven by the plan: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam          (as in train); weight decay comes from the plan",
-        OptimizerKind::default(),
+    #[arg(long, help = optimizer_help(
+        "Server optimizer driven by the plan, with the plan's weight decay"
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerKind>,
@@ -529,10 +529,10 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     )?;
     let path = out.join("workers.json");
     let text = serde_json::to_string_pretty(&report.workers)?;
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     let path = out.join("config.json");
     let text = serde_json::to_string_pretty(&config)?;
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     // The plan as run (after --asgd-rule), for `ps serve`/`ps worker --plan` or `plan explain`.
     let path = out.join("plan.toml");
     plan.save(&path)

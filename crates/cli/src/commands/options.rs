@@ -11,6 +11,7 @@
 //! ([`RecipeParams::default`], [`TrainConfig::default`], [`DataConfig::default`]), never
 //! restated here.
 
+use stagewise_core::optim::OptimizerKind;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,15 @@ use stagewise_train::{DataConfig, DatasetKind, TrainConfig};
 /// `"{what} [default: {value}]"`, for help texts whose default comes from the library.
 pub fn with_default(what: &str, value: impl Display) -> String {
     format!("{what} [default: {value}]")
+}
+
+/// Help of an `--optimizer` option: `what`, the names of every optimizer, and the default.
+pub fn optimizer_help(what: &str) -> String {
+    let names: Vec<&str> = OptimizerKind::ALL.iter().map(|k| k.name()).collect();
+    with_default(
+        &format!("{what}: {}. QHM reads lr as α (normalized); sgd/nesterov as PyTorch's lr; the schedule-free methods train at y and evaluate at their average x", names.join(", ")),
+        OptimizerKind::default(),
+    )
 }
 
 fn preset() -> RecipeParams {

@@ -10,6 +10,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
+use stagewise_core::files::write_atomic;
 use stagewise_ps::config::{
     AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, ServeConfig, ServerTlsConfig,
     WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
@@ -529,7 +530,8 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let report = stagewise_ps::run_worker(config, source)?;
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{}", worker_line(&report));
     Ok(())

@@ -1,6 +1,6 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
-use super::options::{merge_with_file, with_default, DataArgs, PlanArgs};
+use super::options::{merge_with_file, optimizer_help, with_default, DataArgs, PlanArgs};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use stagewise_core::optim::OptimizerKind;
@@ -36,11 +36,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<ModelKind>,
 
-    #[arg(long, help = with_default(
-        "Optimizer driven by the plan: qhm, sgd, nesterov, adam, adamw, rmsprop, qhadam. QHM \
-         reads lr as α (normalized); sgd/nesterov as PyTorch's lr",
-        TrainConfig::default().optimizer,
-    ))]
+    #[arg(long, help = optimizer_help("Optimizer driven by the plan"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     optimizer: Option<OptimizerKind>,
 

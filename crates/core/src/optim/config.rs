@@ -17,8 +17,9 @@
 //! ```
 
 use super::{
-    Adam, AdamHyper, OptimError, Optimizer, OptimizerKind, QhAdam, QhAdamHyper, Qhm, QhmHyper,
-    RmsProp, RmsPropHyper, Scheduled, Sgd, SgdHyper, WeightDecay,
+    Adam, AdamHyper, AdamWScheduleFree, AdamWScheduleFreeHyper, OptimError, Optimizer,
+    OptimizerKind, QhAdam, QhAdamHyper, Qhm, QhmHyper, RmsProp, RmsPropHyper, Scheduled, Sgd,
+    SgdHyper, SgdScheduleFree, SgdScheduleFreeHyper, WeightDecay,
 };
 use crate::schedule::Plan;
 use crate::Real;
@@ -58,19 +59,36 @@ pub struct OptimizerConfig {
     /// Dampening of sgd [default 0].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dampening: Option<f64>,
+    /// Steps of the schedule-free methods' own linear warm-up [default 0; a recipe's warm-up
+    /// does the same from the plan].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// Polynomial weighting power r of the schedule-free average [default 0].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<f64>,
+    /// Power of γ_max in the schedule-free average's weights [default 2].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_lr_power: Option<f64>,
+    /// adamw-schedulefree: weight decay at z instead of y [default false].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_at_z: Option<bool>,
 }
 
 /// Which kinds take each optional constant, for validation and messages.
-const CONSTANTS: [(&str, &[OptimizerKind]); 7] = {
+const CONSTANTS: [(&str, &[OptimizerKind]); 11] = {
     use OptimizerKind::*;
     [
         ("weight_decay_type", &[Qhm, QhAdam]),
-        ("beta2", &[Adam, AdamW, QhAdam]),
-        ("eps", &[Adam, AdamW, QhAdam, RmsProp]),
+        ("beta2", &[Adam, AdamW, QhAdam, AdamWScheduleFree]),
+        ("eps", &[Adam, AdamW, QhAdam, RmsProp, AdamWScheduleFree]),
         ("nu2", &[QhAdam]),
         ("alpha", &[RmsProp]),
         ("centered", &[RmsProp]),
         ("dampening", &[Sgd]),
+        ("warmup_steps", &[SgdScheduleFree, AdamWScheduleFree]),
+        ("r", &[SgdScheduleFree, AdamWScheduleFree]),
+        ("weight_lr_power", &[SgdScheduleFree, AdamWScheduleFree]),
+        ("decay_at_z", &[AdamWScheduleFree]),
     ]
 };
 
@@ -96,7 +114,7 @@ impl OptimizerConfig {
     }
 
     /// The names of the constants that are set.
-    fn set_constants(&self) -> [(&'static str, bool); 7] {
+    fn set_constants(&self) -> [(&'static str, bool); 11] {
         [
             ("weight_decay_type", self.weight_decay_type.is_some()),
             ("beta2", self.beta2.is_some()),
@@ -105,6 +123,10 @@ impl OptimizerConfig {
             ("alpha", self.alpha.is_some()),
             ("centered", self.centered.is_some()),
             ("dampening", self.dampening.is_some()),
+            ("warmup_steps", self.warmup_steps.is_some()),
+            ("r", self.r.is_some()),
+            ("weight_lr_power", self.weight_lr_power.is_some()),
+            ("decay_at_z", self.decay_at_z.is_some()),
         ]
     }
 
@@ -138,6 +160,8 @@ impl OptimizerConfig {
         let adam = AdamHyper::default();
         let qhadam = QhAdamHyper::default();
         let rmsprop = RmsPropHyper::default();
+        let sgd_sf = SgdScheduleFreeHyper::default();
+        let adamw_sf = AdamWScheduleFreeHyper::default();
         Ok(match self.kind {
             OptimizerKind::Qhm => Box::new(Qhm::try_new(
                 len,
@@ -196,6 +220,31 @@ impl OptimizerConfig {
                     eps: self.eps.unwrap_or(qhadam.eps),
                     weight_decay,
                     weight_decay_type,
+                },
+            )?),
+            OptimizerKind::SgdScheduleFree => Box::new(SgdScheduleFree::try_new(
+                len,
+                SgdScheduleFreeHyper {
+                    lr: first.lr,
+                    momentum: first.momentum,
+                    weight_decay,
+                    warmup_steps: self.warmup_steps.unwrap_or(sgd_sf.warmup_steps),
+                    r: self.r.unwrap_or(sgd_sf.r),
+                    weight_lr_power: self.weight_lr_power.unwrap_or(sgd_sf.weight_lr_power),
+                },
+            )?),
+            OptimizerKind::AdamWScheduleFree => Box::new(AdamWScheduleFree::try_new(
+                len,
+                AdamWScheduleFreeHyper {
+                    lr: first.lr,
+                    beta1: first.momentum,
+                    beta2: self.beta2.unwrap_or(adamw_sf.beta2),
+                    eps: self.eps.unwrap_or(adamw_sf.eps),
+                    weight_decay,
+                    warmup_steps: self.warmup_steps.unwrap_or(adamw_sf.warmup_steps),
+                    r: self.r.unwrap_or(adamw_sf.r),
+                    weight_lr_power: self.weight_lr_power.unwrap_or(adamw_sf.weight_lr_power),
+                    decay_at_z: self.decay_at_z.unwrap_or(adamw_sf.decay_at_z),
                 },
             )?),
         })

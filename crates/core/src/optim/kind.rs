@@ -33,11 +33,17 @@ pub enum OptimizerKind {
     RmsProp,
     /// qhoptim QHAdam.
     QhAdam,
+    /// Schedule-free SGD (Defazio et al. 2024): gradients at y, evaluation at the average x.
+    #[serde(rename = "sgd-schedulefree")]
+    SgdScheduleFree,
+    /// Schedule-free AdamW (Defazio et al. 2024).
+    #[serde(rename = "adamw-schedulefree")]
+    AdamWScheduleFree,
 }
 
 impl OptimizerKind {
     /// Every kind, in the order used in messages.
-    pub const ALL: [OptimizerKind; 7] = [
+    pub const ALL: [OptimizerKind; 9] = [
         Self::Qhm,
         Self::Sgd,
         Self::Nesterov,
@@ -45,6 +51,8 @@ impl OptimizerKind {
         Self::AdamW,
         Self::RmsProp,
         Self::QhAdam,
+        Self::SgdScheduleFree,
+        Self::AdamWScheduleFree,
     ];
 
     /// The name used in configs and on the command line.
@@ -57,12 +65,20 @@ impl OptimizerKind {
             Self::AdamW => "adamw",
             Self::RmsProp => "rmsprop",
             Self::QhAdam => "qhadam",
+            Self::SgdScheduleFree => "sgd-schedulefree",
+            Self::AdamWScheduleFree => "adamw-schedulefree",
         }
     }
 
     /// Whether the kind reads ν from the plan (QHM's ν, QHAdam's ν₁); the others ignore it.
     pub fn uses_nu(self) -> bool {
         matches!(self, Self::Qhm | Self::QhAdam)
+    }
+
+    /// Whether the optimizer trains at one point and evaluates at another
+    /// ([`super::Optimizer::eval_params`]).
+    pub fn is_schedule_free(self) -> bool {
+        matches!(self, Self::SgdScheduleFree | Self::AdamWScheduleFree)
     }
 
     /// Whether weight decay can be coupled or decoupled (`weight_decay_type`).

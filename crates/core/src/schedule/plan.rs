@@ -316,9 +316,11 @@ impl Plan {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), PlanError> {
         self.validate()?;
         let path = path.as_ref();
-        std::fs::write(path, self.to_toml_string()?).map_err(|error| PlanError::Io {
-            path: path.to_path_buf(),
-            error,
+        crate::files::write_atomic(path, self.to_toml_string()?.as_bytes()).map_err(|error| {
+            PlanError::Io {
+                path: path.to_path_buf(),
+                error,
+            }
         })
     }
 

@@ -664,7 +664,7 @@ mod tests {
     #[test]
     fn noise_accumulator_recovers_a_known_per_example_covariance() {
         // Per-example gradients ~ N(μ, diag(s²)); minibatch means of b have covariance s²/b.
-        use rand_distr_free_normal as normal;
+        use standard_normal as normal;
         let (d, b, n) = (5, 16, 4000);
         let s2: [f64; 5] = [4.0, 1.0, 0.25, 9.0, 0.5];
         let mu: [f64; 5] = [1.0, -2.0, 0.0, 0.5, 3.0];
@@ -691,11 +691,8 @@ mod tests {
         assert!(NoiseAccumulator::new(vec![], 0).is_err());
     }
 
-    /// Standard normal by Box–Muller (no extra dependency for one test).
-    fn rand_distr_free_normal(rng: &mut ChaCha8Rng) -> f64 {
-        let u1: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-        let u2: f64 = rng.gen();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+        rng.sample(rand_distr::StandardNormal)
     }
 
     #[test]

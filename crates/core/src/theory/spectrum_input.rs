@@ -192,27 +192,33 @@ pub fn spectrum_from_json(text: &str, source: &str) -> Result<Spectrum, AdviceEr
 /// [`AdviceError::SpectrumParse`] naming the line for a malformed line, and the
 /// [`Spectrum::validate`] errors.
 pub fn spectrum_from_csv(text: &str, source: &str) -> Result<Spectrum, AdviceError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let (mut h, mut c) = (Vec::new(), Vec::new());
-    let mut first = true;
-    for (k, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let nums: Option<Vec<f64>> = cells.iter().map(|x| x.parse::<f64>().ok()).collect();
-        let is_first = std::mem::replace(&mut first, false);
+    for (k, record) in reader.records().enumerate() {
+        let bad = |message: String| AdviceError::SpectrumParse {
+            source_name: source.to_string(),
+            message,
+        };
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        let line = record.position().map_or(k as u64 + 1, |p| p.line());
+        let nums: Option<Vec<f64>> = record.iter().map(|x| x.parse::<f64>().ok()).collect();
         match nums {
             Some(v) if v.len() == 2 => {
                 h.push(v[0]);
                 c.push(v[1]);
             }
-            None if is_first => {} // header
+            None if k == 0 => {} // header
             _ => {
-                return Err(AdviceError::SpectrumParse {
-                    source_name: source.to_string(),
-                    message: format!("line {}: expected two numbers 'h,c', found '{line}'", k + 1),
-                })
+                let found: Vec<&str> = record.iter().collect();
+                return Err(bad(format!(
+                    "line {line}: expected two numbers 'h,c', found '{}'",
+                    found.join(",")
+                )));
             }
         }
     }

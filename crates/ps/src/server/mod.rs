@@ -267,6 +267,13 @@ impl ParamServer {
         (st.version, st.params.clone())
     }
 
+    /// A copy of the parameters to evaluate and export (the schedule-free average x when the
+    /// optimizer has one, else [`ParamServer::snapshot`]'s) and their version.
+    pub fn eval_snapshot(&self) -> (u64, Vec<f32>) {
+        let st = lock(&self.state);
+        (st.version, st.eval_params().to_vec())
+    }
+
     /// Waits as `req` asks, then calls `f` with the version and the parameters, under the
     /// lock (keep `f` to a copy or an encode).
     pub fn pull_with<R>(
@@ -433,7 +440,7 @@ impl ParamServer {
         if self.eval_every.is_some_and(|k| version.is_multiple_of(k)) {
             let tx = lock(&self.eval_tx).clone();
             if let Some(tx) = tx {
-                let params = lock(&self.state).params.clone();
+                let params = lock(&self.state).eval_params().to_vec();
                 if let Err(TrySendError::Full(_)) = tx.try_send((version, params)) {
                     tracing::debug!(version, "evaluator busy; skipped this evaluation");
                 }
@@ -520,7 +527,7 @@ impl ParamServer {
 
     /// Evaluates the current parameters now, on the calling thread, and records the result.
     pub fn evaluate_now(&self, evaluator: &mut dyn Evaluator) -> Result<(), PsError> {
-        let (version, params) = self.snapshot();
+        let (version, params) = self.eval_snapshot();
         let stats = evaluator.evaluate(&params)?;
         lock(&self.metrics).record_eval(version, stats);
         Ok(())

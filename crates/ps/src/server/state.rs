@@ -114,6 +114,12 @@ impl ShardState {
         }
     }
 
+    /// The parameters to evaluate: the optimizer's evaluation point (schedule-free x) when it
+    /// has one, else the parameters workers pull.
+    pub(crate) fn eval_params(&self) -> &[f32] {
+        self.optimizer.eval_params().unwrap_or(&self.params)
+    }
+
     /// True once the update budget is spent.
     pub(crate) fn finished(&self) -> bool {
         self.max_updates.is_some_and(|m| self.version >= m)

@@ -80,7 +80,8 @@ pub struct Report {
     pub workers: Vec<WorkerReport>,
     /// Final version.
     pub version: u64,
-    /// Final parameters.
+    /// Final parameters: the model to use (the schedule-free average x when the optimizer has
+    /// one).
     #[serde(skip)]
     pub params: Vec<f32>,
 }
@@ -196,7 +197,7 @@ pub fn run_in_process_from(
         Some(dir) => server.write_metrics(dir, stagewise_core::record::RunKind::Asgd)?,
         None => server.summary(),
     };
-    let (version, params) = server.snapshot();
+    let (version, params) = server.eval_snapshot();
     Ok(Report {
         summary,
         workers,
