@@ -132,6 +132,24 @@ pub enum TraceError {
     /// Lengths of the case's fields disagree.
     #[error("{0}")]
     Shape(String),
+    /// A scheduled value is out of the algorithm's range at a step, named as in the case.
+    #[error(
+        "step {step}: schedule[{index}].{field} = {value} is out of range for {algorithm}; \
+         allowed: {allowed}",
+        index = step - 1
+    )]
+    Schedule {
+        /// 1-based step number.
+        step: usize,
+        /// The schedule field (`lr`, `momentum` or `nu`).
+        field: &'static str,
+        /// The algorithm.
+        algorithm: String,
+        /// The value given.
+        value: f64,
+        /// The allowed range, in the case's names.
+        allowed: String,
+    },
     /// The optimizer refused a hyperparameter or gradient at a step.
     #[error("step {step}: {source}")]
     Step {
@@ -174,6 +192,31 @@ impl TraceCase {
             weight_lr_power: self.weight_lr_power,
             decay_at_z: self.decay_at_z,
         })
+    }
+
+    /// Names an optimizer's refusal at `step` by the case's field names.
+    fn step_error(&self, step: usize, source: OptimError) -> TraceError {
+        let OptimError::InvalidHyper {
+            field,
+            value,
+            ref allowed,
+        } = source
+        else {
+            return TraceError::Step { step, source };
+        };
+        let named = match field {
+            "beta" | "beta1" | "momentum" => "momentum",
+            "nu" | "nu1" => "nu",
+            "lr" => "lr",
+            _ => return TraceError::Step { step, source },
+        };
+        TraceError::Schedule {
+            step,
+            field: named,
+            algorithm: self.algorithm.clone(),
+            value,
+            allowed: allowed.replace(field, named),
+        }
     }
 
     /// The scheduled values of every step, checking that ν is there where it is read.
@@ -228,15 +271,12 @@ impl TraceCase {
         let schedule = self.scheduled(config.kind)?;
         let mut opt: Box<dyn Optimizer<f64>> = config
             .build(self.theta0.len(), schedule[0])
-            .map_err(|source| TraceError::Step { step: 1, source })?;
+            .map_err(|source| self.step_error(1, source))?;
         let mut theta = self.theta0.clone();
         let mut params_after = Vec::with_capacity(self.grads.len());
         let mut x_after = config.kind.is_schedule_free().then(Vec::new);
         for (k, (g, s)) in self.grads.iter().zip(&schedule).enumerate() {
-            let at = |source| TraceError::Step {
-                step: k + 1,
-                source,
-            };
+            let at = |source| self.step_error(k + 1, source);
             opt.set_scheduled(*s).map_err(at)?;
             opt.step(&mut theta, g).map_err(at)?;
             params_after.push(theta.clone());

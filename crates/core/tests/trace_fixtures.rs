@@ -83,7 +83,7 @@ fn malformed_cases_are_refused_with_a_reason() {
     let err = TraceCase::from_json(bad_beta).unwrap().run().unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("step 2: hyperparameter 'beta' = 1.5"),
+            == "step 2: schedule[1].momentum = 1.5 is out of range for qhm; allowed: 0 <= momentum < 1",
         "{err}"
     );
 

@@ -15,8 +15,7 @@ use stagewise_train::asgd_rule::{apply_asgd_rule, InitialModel};
 use stagewise_train::DataConfig;
 
 use super::advice::{render_note, rule_error, Audience};
-use super::asgd::{ModelArgs, ServerArgs};
-use super::options::AsgdRuleArgs;
+use super::options::{AsgdRuleArgs, ModelArgs, ServerArgs};
 
 /// How a server configured by `server` applies the gradients of `workers` workers.
 pub fn server_run(server: &ServerArgs, workers: usize) -> AsgdRun {

@@ -23,11 +23,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::advice::Audience;
-use super::asgd::{
-    merge_with_file, option_names, print_summary, worker_line, ModelArgs, ServerArgs, MAX_WORKERS,
-};
+use super::asgd::{print_summary, worker_line};
 use super::asgd_rule::{plan_for_workers, server_run, worker_run};
-use super::options::{with_default, AsgdRuleArgs};
+use super::options::{
+    merge_with_file, option_names, with_default, AsgdRuleArgs, ModelArgs, ServerArgs, MAX_WORKERS,
+};
 
 /// The environment variable read for the token when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "STAGEWISE_PS_TOKEN";

@@ -11,6 +11,9 @@
 //! ([`RecipeParams::default`], [`TrainConfig::default`], [`DataConfig::default`]), never
 //! restated here.
 
+pub mod server;
+
+pub use server::{ModelArgs, ServerArgs, MAX_WORKERS};
 use stagewise_core::optim::OptimizerKind;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
