@@ -25,6 +25,7 @@ fn stagewise_keeps_the_invariants() {
             stages,
             drop,
             weight_decay: 0.0,
+            ..RecipeParams::default()
         };
         let plan = p.build(Recipe::Stagewise).unwrap();
         assert_eq!(plan.stages.len(), stages);
@@ -71,6 +72,7 @@ fn stagewise_reproduces_pc_schedule() {
         stages: 4,
         drop: 2.0,
         weight_decay: 0.0,
+        ..RecipeParams::default()
     };
     let plan = p.build(Recipe::Stagewise).unwrap();
     let e: Vec<u64> = plan.stages.iter().map(|s| s.epochs.unwrap()).collect();
