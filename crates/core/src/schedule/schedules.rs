@@ -540,4 +540,94 @@ mod tests {
         );
         assert!(err.unwrap_err().to_string().contains("pct"));
     }
+
+    #[test]
+    fn sqrt_decay_is_one_minus_sqrt() {
+        let s = Schedule::SqrtDecay {
+            start: 1.0,
+            end: 0.2,
+            steps: 16,
+        };
+        s.validate().unwrap();
+        assert_eq!(s.value(0), 1.0);
+        assert!((s.value(4) - (0.2 + 0.8 * 0.5)).abs() < 1e-15);
+        assert_eq!((s.value(16), s.value(99)), (0.2, 0.2));
+        assert_eq!(s.breakpoints(), [0, 16]);
+        let e = Schedule::SqrtDecay {
+            start: 1.0,
+            end: 0.0,
+            steps: 0,
+        };
+        assert_eq!(e.validate().unwrap_err().field, "steps");
+    }
+
+    /// `first_violation` finds the same step as a scan of every step.
+    #[test]
+    fn first_violation_agrees_with_a_scan() {
+        let oc = OneCycle::new(1.3, 40, OneCycleShape::default());
+        let schedules = [
+            Schedule::cosine(1.2, 0.8, 30),
+            Schedule::Cosine {
+                base: 0.5,
+                eta_min: 1.4,
+                t_max: 9,
+                restarts: true,
+            },
+            Schedule::LinearWarmup {
+                start: 0.3,
+                end: 1.7,
+                steps: 50,
+            },
+            Schedule::SqrtDecay {
+                start: 2.0,
+                end: -0.5,
+                steps: 33,
+            },
+            Schedule::PiecewiseConstant {
+                boundaries: vec![0, 7, 20],
+                values: vec![0.5, 0.9, 1.2, 0.1],
+            },
+            Schedule::OneCycleLr(oc.clone()),
+            Schedule::Join {
+                boundaries: vec![12, 30],
+                schedules: vec![
+                    Schedule::OneCycleLr(OneCycle::new(0.95, 20, OneCycleShape::default())),
+                    Schedule::SqrtDecay {
+                        start: -0.2,
+                        end: 1.5,
+                        steps: 25,
+                    },
+                    Schedule::constant(0.5),
+                ],
+            },
+            Schedule::Join {
+                boundaries: vec![5],
+                schedules: vec![
+                    Schedule::constant(0.2),
+                    Schedule::Cosine {
+                        base: 1.1,
+                        eta_min: 0.0,
+                        t_max: 6,
+                        restarts: true,
+                    },
+                ],
+            },
+        ];
+        let preds: [(f64, f64); 3] = [(0.0, 1.0), (0.25, 1.05), (-1.0, 1.5)];
+        for s in &schedules {
+            s.validate().unwrap();
+            for &(lo, hi) in &preds {
+                for scale in [1.0, 0.9] {
+                    let f = |t: u64| scale * s.value(t);
+                    let ok = |x: f64| x >= lo && x < hi;
+                    for horizon in [Some(3), Some(17), Some(200), None] {
+                        let scan_to = horizon.unwrap_or(400);
+                        let want = (0..scan_to).find(|&t| !ok(f(t))).map(|t| (t, f(t)));
+                        let got = first_violation(&s.breakpoints(), horizon, f, ok);
+                        assert_eq!(got, want, "{s:?} [{lo}, {hi}) ×{scale} to {horizon:?}");
+                    }
+                }
+            }
+        }
+    }
 }

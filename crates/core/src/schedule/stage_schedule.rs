@@ -814,4 +814,87 @@ mod tests {
             "pct_start"
         );
     }
+
+    #[test]
+    fn linear_and_wsd_within_a_stage() {
+        let lin = StageSchedule::Linear { min_factor: 0.0 };
+        assert_eq!(lin.apply(0.4, 0.9, 0, 10), (0.4, 0.9));
+        assert!((lin.apply(0.4, 0.9, 5, 10).0 - 0.2).abs() < 1e-15);
+        let wsd = StageSchedule::Wsd {
+            cooldown_fraction: 0.25,
+            shape: CooldownShape::Sqrt,
+            min_factor: 0.5,
+        };
+        // T = 16: 4 cooldown steps from step 12.
+        assert_eq!(wsd.apply(1.0, 0.9, 11, 16).0, 1.0);
+        assert_eq!(wsd.apply(1.0, 0.9, 12, 16).0, 1.0);
+        assert!((wsd.apply(1.0, 0.9, 13, 16).0 - (0.5 + 0.5 * 0.5)).abs() < 1e-15);
+        // A cooldown of the whole stage, or of a 1-step stage.
+        let all = StageSchedule::Wsd {
+            cooldown_fraction: 1.0,
+            shape: CooldownShape::Linear,
+            min_factor: 0.0,
+        };
+        assert_eq!(all.apply(1.0, 0.9, 3, 4).0, lin.apply(1.0, 0.9, 3, 4).0);
+        assert_eq!(all.apply(1.0, 0.9, 0, 1).0, 1.0);
+    }
+
+    #[test]
+    fn warm_up_then_restarts_the_schedule_after_it() {
+        let cos = StageSchedule::Cosine { min_factor: 0.0 };
+        let warm = StageSchedule::WarmupThen {
+            start_factor: 0.0,
+            warmup_steps: Some(4),
+            warmup_epochs: None,
+            then: Some(Box::new(cos.clone())),
+        };
+        assert_eq!(warm.apply(1.0, 0.9, 0, 20), (0.0, 0.9));
+        assert_eq!(warm.apply(1.0, 0.9, 2, 20), (0.5, 0.9));
+        for t in 4..20 {
+            assert_eq!(warm.apply(1.0, 0.9, t, 20), cos.apply(1.0, 0.9, t - 4, 16));
+        }
+        // In epochs: W = epochs × steps per epoch.
+        let ep = StageSchedule::WarmupThen {
+            start_factor: 0.5,
+            warmup_steps: None,
+            warmup_epochs: Some(2),
+            then: None,
+        };
+        assert_eq!(ep.warmup_len(Some(3)), 6);
+        assert_eq!(ep.apply_in(1.0, 0.9, 3, 30, Some(3)).0, 0.75);
+        assert_eq!(ep.apply_in(1.0, 0.9, 6, 30, Some(3)).0, 1.0);
+        // Before one-cycle (which sets lr and β rather than scaling them): the warm-up ramps to
+        // the stage lr with the stage β, then one-cycle starts at max_lr/div_factor and 0.95.
+        let oc = StageSchedule::WarmupThen {
+            start_factor: 0.0,
+            warmup_steps: Some(10),
+            warmup_epochs: None,
+            then: Some(Box::new(StageSchedule::OneCycle(OneCycleShape::default()))),
+        };
+        let (lr, beta) = oc.apply(2.0, 0.5, 5, 110);
+        assert_eq!((lr, beta), (1.0, 0.5));
+        let (lr, beta) = oc.apply(2.0, 0.5, 10, 110);
+        assert!((lr - 2.0 / 25.0).abs() < 1e-15 && beta == 0.95);
+        assert!(oc
+            .summary()
+            .starts_with("warmup(0→1, 10 st) then one_cycle"));
+    }
+
+    #[test]
+    fn value_checks_only_look_at_custom_schedules() {
+        let ok = StageSchedule::Cosine { min_factor: 0.0 };
+        assert!(ok.check_values(0.1, 0.9, None).is_ok());
+        let bad = StageSchedule::Custom {
+            mode: Combine::Replace,
+            lr: Some(Schedule::LinearWarmup {
+                start: 0.1,
+                end: -0.1,
+                steps: 10,
+            }),
+            momentum: None,
+        };
+        let v = bad.check_values(0.1, 0.9, None).unwrap_err();
+        assert_eq!((v.field.as_str(), v.step, v.after_warmup), ("lr", 6, false));
+        assert!(bad.check_values(0.1, 0.9, Some(6)).is_ok());
+    }
 }
