@@ -195,7 +195,8 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
-/// `wsd`'s default cooldown: the last 20% of the steps (Hägele et al. 2024 use 10–20%).
+/// `wsd`'s default cooldown: the last 20% of the steps (about what Hägele et al. 2024 need to
+/// match cosine).
 const DEFAULT_COOLDOWN_FRACTION: f64 = 0.2;
 
 fn is_default_cooldown(x: &f64) -> bool {

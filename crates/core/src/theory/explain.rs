@@ -204,7 +204,8 @@ pub struct StageExplanation {
     pub length_steps: u64,
     /// Iterations per epoch, `ceil(n_train/b)`.
     pub steps_per_epoch: u64,
-    /// Summary of the within-stage schedule, if any (the numbers use the base α, β).
+    /// Summary of the within-stage schedule, if any (`lr`, `beta` above are the base values
+    /// written in the plan; the integrated ones are `lr_mean`, `lr_peak`, `lr_times_steps`).
     pub schedule: Option<String>,
     /// Mean α over the stage's steps (α without a within-stage schedule).
     pub lr_mean: f64,
