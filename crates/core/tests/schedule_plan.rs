@@ -373,3 +373,180 @@ fn display_shows_header_and_table() {
     assert!(shown.contains("300 st"));
     assert!(shown.contains("lr=piecewise(3 pieces)"));
 }
+
+/// Two stages; the second carries `schedule` (TOML lines of its `[stages.schedule]` table) and
+/// lasts `length` (`epochs = 3` or `steps = 300`).
+fn with_schedule(length: &str, schedule: &str) -> String {
+    format!(
+        "[[stages]]\nepochs = 1\nlr = 0.1\nbeta = 0.9\nnu = 0.7\nbatch_size = 8\n\n\
+         [[stages]]\n{length}\nlr = 0.1\nbeta = 0.9\nnu = 0.7\nbatch_size = 8\n\
+         [stages.schedule]\n{schedule}\n"
+    )
+}
+
+#[test]
+fn custom_schedules_are_checked_at_every_step() {
+    // β·1.0 = 0.9 until step 50, then β·1.2 = 1.08 ≥ 1: refused at step 50 of stage 2.
+    let beta_up = "kind = \"custom\"\nmomentum = { kind = \"piecewise_constant\", boundaries = \
+                   [50], values = [1.0, 1.2] }";
+    let e = err(&with_schedule("epochs = 3", beta_up));
+    assert!(
+        e.starts_with(
+            "stage 2: field 'schedule.momentum' sets beta = 1.08 at step 50 of the stage"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("0 <= beta < 1 at every step"), "{e}");
+    match Plan::from_toml_str(&with_schedule("epochs = 3", beta_up)).unwrap_err() {
+        PlanError::ScheduleValue {
+            stage: 2, step: 50, ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    // A linear ramp of the lr factor from 1 to −1 over 100 steps crosses 0 after step 50
+    // (0 itself is allowed); found by bisection, in a stage given in steps too.
+    let lr_down = "kind = \"custom\"\nlr = { kind = \"linear_warmup\", start = 1.0, end = -1.0, \
+                   steps = 100 }";
+    for length in ["epochs = 3", "steps = 300"] {
+        let e = err(&with_schedule(length, lr_down));
+        assert!(
+            e.contains("'schedule.lr' sets lr = -0.002") && e.contains("at step 51"),
+            "{e}"
+        );
+    }
+    // ... but a stage in steps that ends before the crossing is fine.
+    assert!(Plan::from_toml_str(&with_schedule("steps = 51", lr_down)).is_ok());
+    // A replaced β that reaches 1 inside a join, after a cosine: the step is exact.
+    let join = "kind = \"custom\"\nmode = \"replace\"\nmomentum = { kind = \"join\", boundaries = \
+                [20], schedules = [{ kind = \"constant\", value = 0.9 }, { kind = \
+                \"linear_warmup\", start = 0.9, end = 1.1, steps = 10 }] }";
+    let e = err(&with_schedule("epochs = 3", join));
+    assert!(e.contains("sets beta = 1 at step 25 of the stage"), "{e}");
+    // Finite parameters whose arithmetic overflows (base − eta_min = inf) are refused too.
+    let huge = "kind = \"custom\"\nlr = { kind = \"cosine\", base = 1.7e308, eta_min = -1.7e308, \
+                t_max = 10 }";
+    let e = err(&with_schedule("steps = 300", huge));
+    assert!(
+        e.contains("sets lr = inf at step 0") && e.contains("a finite lr >= 0"),
+        "{e}"
+    );
+    // A schedule that stays in range is accepted.
+    let fine = "kind = \"custom\"\nmomentum = { kind = \"cosine\", base = 1.0, eta_min = 0.5, \
+                t_max = 40, restarts = true }";
+    assert!(Plan::from_toml_str(&with_schedule("epochs = 3", fine)).is_ok());
+}
+
+#[test]
+fn custom_schedule_after_a_warm_up_counts_steps_from_the_stage_or_the_warm_up() {
+    let then = "[stages.schedule.then]\nkind = \"custom\"\nmomentum = { kind = \
+                \"piecewise_constant\", boundaries = [7], values = [1.0, 1.5] }";
+    let steps = format!("kind = \"warmup_then\"\nwarmup_steps = 10\n{then}");
+    let e = err(&with_schedule("steps = 300", &steps));
+    assert!(
+        e.contains("'schedule.then.momentum' sets beta = 1.35 at step 17 of the stage"),
+        "{e}"
+    );
+    let epochs = format!("kind = \"warmup_then\"\nwarmup_epochs = 1\n{then}");
+    let e = err(&with_schedule("epochs = 3", &epochs));
+    assert!(e.contains("at step 7 after the warm-up"), "{e}");
+}
+
+#[test]
+fn warm_up_schedules_round_trip_and_are_checked() {
+    let text = with_schedule(
+        "epochs = 3",
+        "kind = \"warmup_then\"\nstart_factor = 0.1\nwarmup_epochs = 1\n\
+         [stages.schedule.then]\nkind = \"wsd\"\ncooldown_fraction = 0.25\nshape = \"linear\"",
+    );
+    let plan = Plan::from_toml_str(&text).unwrap();
+    let back = Plan::from_toml_str(&plan.to_toml_string().unwrap()).unwrap();
+    assert_eq!(back, plan);
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("warmup(0.1→1, 1 ep) then wsd(cooldown 0.25 linear, min 0)"),
+        "{shown}"
+    );
+    // 80 examples, b = 8: 10 steps per epoch; stage 2 = 30 steps, warm-up 10, then 20 of wsd
+    // with a 5-step linear cooldown.
+    let l = plan.layout(80).unwrap();
+    let lr = |t: u64| l.hyper_at_step(10 + t).unwrap().lr;
+    assert!((lr(0) - 0.01).abs() < 1e-15 && (lr(5) - 0.055).abs() < 1e-15);
+    assert_eq!((lr(10), lr(24)), (0.1, 0.1));
+    assert!((lr(25) - 0.1).abs() < 1e-15 && (lr(27) - 0.06).abs() < 1e-15);
+    let cases = [
+        (
+            with_schedule("epochs = 3", "kind = \"warmup_then\"\nwarmup_epochs = 3"),
+            "stage 2: field 'schedule.warmup_epochs' = 3 is out of range; allowed: \
+             warmup_epochs < 3",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"warmup_then\"\nwarmup_steps = 30"),
+            "stage 2: field 'schedule.warmup_steps' = 30 is out of range; allowed: \
+             warmup_steps < 30",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"warmup_then\"\nwarmup_epochs = 1"),
+            "stage 2: field 'schedule.warmup_epochs' = 1 is out of range; allowed: \
+             warmup_epochs only in a stage given in epochs",
+        ),
+        (
+            with_schedule(
+                "steps = 30",
+                "kind = \"warmup_then\"\nwarmup_steps = 3\nwarmup_epochs = 1",
+            ),
+            "field 'schedule.warmup_epochs' = 1 is out of range; allowed: exactly one of",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"warmup_then\""),
+            "field 'schedule.warmup_steps' = none is out of range; allowed: exactly one of",
+        ),
+        (
+            with_schedule(
+                "steps = 30",
+                "kind = \"warmup_then\"\nwarmup_steps = 3\n[stages.schedule.then]\n\
+                 kind = \"warmup_then\"\nwarmup_steps = 2",
+            ),
+            "field 'schedule.then.kind' = warmup_then",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"wsd\"\ncooldown_fraction = 0"),
+            "field 'schedule.cooldown_fraction' = 0 is out of range",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"linear\"\nmin_factor = 1.5"),
+            "field 'schedule.min_factor' = 1.5",
+        ),
+        (
+            with_schedule("steps = 30", "kind = \"wsd\"\nshape = \"cosine\""),
+            "cosine",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = err(&text);
+        assert!(e.contains(needle), "{needle}\n{e}");
+    }
+    // A warm-up in steps longer than a stage in epochs is refused when laid out.
+    let long = with_schedule("epochs = 3", "kind = \"warmup_then\"\nwarmup_steps = 40");
+    let e = Plan::from_toml_str(&long)
+        .unwrap()
+        .layout(80)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "stage 2: field 'schedule.warmup_steps' = 40 is out of range; allowed: \
+                       warmup_steps < 30"
+        ),
+        "{e}"
+    );
+    // One-cycle after a warm-up needs its phases in the steps left.
+    let oc = with_schedule(
+        "steps = 12",
+        "kind = \"warmup_then\"\nwarmup_steps = 9\n[stages.schedule.then]\nkind = \"one_cycle\"",
+    );
+    assert!(
+        err(&oc).contains("'schedule.then.pct_start'"),
+        "{}",
+        err(&oc)
+    );
+}

@@ -2,7 +2,7 @@
 
 mod recipes_common;
 use recipes_common::paper_scale;
-use stagewise_core::schedule::{PlanError, Recipe, RecipeParams, StageSchedule};
+use stagewise_core::schedule::{CooldownShape, PlanError, Recipe, RecipeParams, StageSchedule};
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(b.abs())
@@ -25,6 +25,7 @@ fn stagewise_keeps_the_invariants() {
             stages,
             drop,
             weight_decay: 0.0,
+            ..RecipeParams::default()
         };
         let plan = p.build(Recipe::Stagewise).unwrap();
         assert_eq!(plan.stages.len(), stages);
@@ -71,6 +72,7 @@ fn stagewise_reproduces_pc_schedule() {
         stages: 4,
         drop: 2.0,
         weight_decay: 0.0,
+        ..RecipeParams::default()
     };
     let plan = p.build(Recipe::Stagewise).unwrap();
     let e: Vec<u64> = plan.stages.iter().map(|s| s.epochs.unwrap()).collect();
@@ -240,4 +242,232 @@ fn recipe_plans_survive_toml() {
             "{r}"
         );
     }
+}
+
+#[test]
+fn new_fields_are_off_by_default_and_leave_the_preset_alone() {
+    let d = RecipeParams::default();
+    assert_eq!(
+        (d.warmup_epochs, d.warmup_steps, d.warmup_start_fraction),
+        (None, None, 0.0)
+    );
+    assert_eq!((d.final_lr_fraction, d.cooldown_fraction), (0.0, 0.2));
+    assert_eq!(d.cooldown_shape, CooldownShape::Sqrt);
+    // The serialized preset names the same eight fields as before.
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json.as_object().unwrap().len(), 8, "{json}");
+    let back: RecipeParams = serde_json::from_value(json).unwrap();
+    assert_eq!(back, d);
+    let set = RecipeParams {
+        warmup_steps: Some(5),
+        cooldown_shape: CooldownShape::Linear,
+        ..d.clone()
+    };
+    let json = serde_json::to_string(&set).unwrap();
+    assert!(json.contains("\"warmup_steps\":5") && json.contains("\"cooldown_shape\":\"linear\""));
+    assert_eq!(serde_json::from_str::<RecipeParams>(&json).unwrap(), set);
+    // The older recipes' plans are unchanged.
+    for r in [
+        Recipe::Step,
+        Recipe::Stagewise,
+        Recipe::Constant,
+        Recipe::Onecycle,
+    ] {
+        assert!(d
+            .build(r)
+            .unwrap()
+            .stages
+            .iter()
+            .all(|s| !matches!(s.schedule, Some(StageSchedule::WarmupThen { .. }))));
+    }
+    assert_eq!(
+        d.build(Recipe::Cosine).unwrap().stages[0].schedule,
+        Some(StageSchedule::Cosine { min_factor: 0.0 })
+    );
+}
+
+#[test]
+fn linear_and_wsd_recipes() {
+    let p = RecipeParams {
+        final_lr_fraction: 0.1,
+        ..paper_scale()
+    };
+    let lin = p.build(Recipe::Linear).unwrap();
+    assert_eq!(lin.stages.len(), 1);
+    assert_eq!(
+        lin.stages[0].schedule,
+        Some(StageSchedule::Linear { min_factor: 0.1 })
+    );
+    let layout = lin.layout(50_000).unwrap();
+    let t = layout.total_steps();
+    // Linear from 0.1 to 0.01 (reached at step T, one past the last).
+    let last = layout.hyper_at_step(t - 1).unwrap().lr;
+    assert!((last - 0.1 * (1.0 - 0.9 * (t - 1) as f64 / t as f64)).abs() < 1e-15);
+    let wsd = p.build(Recipe::Wsd).unwrap();
+    assert_eq!(
+        wsd.stages[0].schedule,
+        Some(StageSchedule::Wsd {
+            cooldown_fraction: 0.2,
+            shape: CooldownShape::Sqrt,
+            min_factor: 0.1
+        })
+    );
+    let layout = wsd.layout(50_000).unwrap();
+    let cool = (0.2 * t as f64).round() as u64;
+    assert_eq!(layout.hyper_at_step(t - cool - 1).unwrap().lr, 0.1);
+    assert_eq!(layout.hyper_at_step(t - cool).unwrap().lr, 0.1);
+    let s = 10.0 / cool as f64;
+    let want = 0.1 * (0.1 + 0.9 * (1.0 - s.sqrt()));
+    assert!((layout.hyper_at_step(t - cool + 10).unwrap().lr - want).abs() < 1e-15);
+    assert_eq!(
+        wsd.description.as_deref(),
+        Some(
+            "recipe wsd: lr 0.1, momentum 0.9, nu 0.7, batch 128, 30 epochs, cooldown 0.2 \
+             (sqrt), final lr fraction 0.1"
+        )
+    );
+    let bad = |p: RecipeParams, r: Recipe| p.build(r).unwrap_err().to_string();
+    let e = bad(
+        RecipeParams {
+            cooldown_fraction: 0.0,
+            ..paper_scale()
+        },
+        Recipe::Wsd,
+    );
+    assert!(e.contains("'cooldown_fraction' = 0") && e.contains("0 < cooldown_fraction <= 1"));
+    let e = bad(
+        RecipeParams {
+            final_lr_fraction: -0.5,
+            ..paper_scale()
+        },
+        Recipe::Linear,
+    );
+    assert!(e.contains("'final_lr_fraction'") && e.contains("0 <= final_lr_fraction <= 1"));
+    // Recipes that do not read them ignore them, as the one-stage recipes ignore `drop`.
+    let odd = RecipeParams {
+        cooldown_fraction: 7.0,
+        final_lr_fraction: 2.0,
+        ..paper_scale()
+    };
+    assert!(odd.build(Recipe::Stagewise).is_ok() && odd.build(Recipe::Onecycle).is_ok());
+    assert_eq!("wsd".parse::<Recipe>().unwrap(), Recipe::Wsd);
+    assert_eq!(
+        "sqrt".parse::<CooldownShape>().unwrap(),
+        CooldownShape::Sqrt
+    );
+    assert!("cos"
+        .parse::<CooldownShape>()
+        .unwrap_err()
+        .contains("linear, sqrt"));
+    let e = "wsd2".parse::<Recipe>().unwrap_err().to_string();
+    assert!(e.ends_with("constant, linear, wsd"), "{e}");
+}
+
+#[test]
+fn every_recipe_takes_a_warm_up() {
+    let base = RecipeParams {
+        warmup_epochs: Some(1),
+        warmup_start_fraction: 0.2,
+        ..paper_scale()
+    };
+    for r in Recipe::ALL {
+        let plan = base.build(r).unwrap();
+        let layout = plan.layout(50_000).unwrap();
+        let spe = layout.spans()[0].steps_per_epoch; // 391
+        let first = plan.stages[0].lr;
+        let lr = |t: u64| layout.hyper_at_step(t).unwrap().lr;
+        assert!((lr(0) - 0.2 * first).abs() < 1e-15, "{r}");
+        let mid = first * (0.2 + 0.8 * 100.0 / spe as f64);
+        assert!((lr(100) - mid).abs() < 1e-15, "{r}");
+        // After the warm-up the recipe's schedule starts from its step 0, over the steps left.
+        let after = plan.stages[0].clone();
+        let Some(StageSchedule::WarmupThen { then, .. }) = &after.schedule else {
+            panic!("{r}: {:?}", after.schedule)
+        };
+        let rest = layout.spans()[0].total_steps - spe;
+        let inner = then
+            .as_deref()
+            .map_or(first, |s| s.apply(first, after.beta, 0, rest).0);
+        assert_eq!(lr(spe), inner, "{r}");
+        let d = plan.description.unwrap();
+        assert!(d.ends_with(", warm-up 1 epoch from lr fraction 0.2"), "{d}");
+        let back = stagewise_core::schedule::Plan::from_toml_str(&plan_toml(&layout)).unwrap();
+        assert_eq!(&back, layout.plan(), "{r}");
+    }
+    let e = |p: RecipeParams, r: Recipe| p.build(r).unwrap_err().to_string();
+    // Stage 1 of the paper-scale stagewise plan lasts 2 epochs.
+    let long = RecipeParams {
+        warmup_epochs: Some(2),
+        ..paper_scale()
+    };
+    let m = e(long.clone(), Recipe::Stagewise);
+    assert!(
+        m.contains("'warmup_epochs' = 2")
+            && m.contains("1 <= warmup_epochs < 2 (the first stage's epochs)"),
+        "{m}"
+    );
+    assert!(long.build(Recipe::Cosine).is_ok());
+    let m = e(
+        RecipeParams {
+            warmup_epochs: Some(30),
+            ..paper_scale()
+        },
+        Recipe::Cosine,
+    );
+    assert!(m.contains("warmup_epochs < 30 (the run's epochs)"), "{m}");
+    let m = e(
+        RecipeParams {
+            warmup_epochs: Some(1),
+            warmup_steps: Some(10),
+            ..paper_scale()
+        },
+        Recipe::Wsd,
+    );
+    assert!(
+        m.contains("at most one of warmup_epochs and warmup_steps"),
+        "{m}"
+    );
+    let m = e(
+        RecipeParams {
+            warmup_steps: Some(0),
+            ..paper_scale()
+        },
+        Recipe::Linear,
+    );
+    assert!(
+        m.contains("'warmup_steps' = 0") && m.contains("leave it unset"),
+        "{m}"
+    );
+    let m = e(
+        RecipeParams {
+            warmup_steps: Some(5),
+            warmup_start_fraction: 1.5,
+            ..paper_scale()
+        },
+        Recipe::Step,
+    );
+    assert!(m.contains("'warmup_start_fraction' = 1.5"), "{m}");
+    // Steps are checked against the first stage once the dataset size is known: stage 1 of
+    // stagewise has 2 epochs of ceil(50000/128) = 391 steps.
+    let steps = RecipeParams {
+        warmup_steps: Some(782),
+        ..paper_scale()
+    };
+    let m = steps
+        .build(Recipe::Stagewise)
+        .unwrap()
+        .layout(50_000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.starts_with(
+            "stage 1: field 'schedule.warmup_steps' = 782 is out of range; allowed: \
+                       warmup_steps < 782"
+        ),
+        "{m}"
+    );
+}
+
+fn plan_toml(layout: &stagewise_core::schedule::Layout) -> String {
+    layout.plan().to_toml_string().unwrap()
 }

@@ -54,6 +54,30 @@ pub enum PlanError {
         /// The allowed range.
         allowed: String,
     },
+    /// A within-stage schedule takes the lr or β out of its range at some step (a custom
+    /// schedule: the fitted kinds cannot once their parameters are valid).
+    #[error(
+        "stage {stage}: field '{field}' sets {quantity} = {value} at step {step} {}; allowed: \
+         {allowed}",
+        if *.after_warmup { "after the warm-up" } else { "of the stage" }
+    )]
+    ScheduleValue {
+        /// 1-based stage number.
+        stage: usize,
+        /// The schedule, e.g. `schedule.momentum` or `schedule.then.lr`.
+        field: String,
+        /// What it sets: `lr` or `beta`.
+        quantity: String,
+        /// The offending value.
+        value: String,
+        /// The first offending step (0-based), counted from the start of the stage, or from the
+        /// end of the warm-up when `after_warmup` is set.
+        step: u64,
+        /// Whether `step` counts from the end of a warm-up given in epochs.
+        after_warmup: bool,
+        /// The allowed range.
+        allowed: String,
+    },
     /// A stage gives neither or both of `epochs` and `steps`.
     #[error("stage {stage}: exactly one of 'epochs' or 'steps' must be given ({found})")]
     StageLength {
@@ -103,7 +127,7 @@ pub enum PlanError {
         batch: f64,
     },
     /// An unknown recipe name.
-    #[error("unknown recipe '{0}'; allowed: step, stagewise, cosine, onecycle, constant")]
+    #[error("unknown recipe '{name}'; allowed: {}", super::recipes::Recipe::names(), name = .0)]
     UnknownRecipe(String),
     /// The dataset size given to a layout is zero.
     #[error("dataset size must be >= 1 example, got 0")]

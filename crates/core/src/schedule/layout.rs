@@ -68,7 +68,8 @@ impl Plan {
     /// Validates the plan and lays it out for a dataset of `n_train` examples: each stage's
     /// steps per epoch (`ceil(n_train / b)`), total steps, first step and first epoch.
     ///
-    /// Also checks within-stage schedules that need the stage length (one-cycle phases).
+    /// Also checks within-stage schedules that need the stage length (one-cycle phases, a
+    /// warm-up in steps that must end inside its stage, the schedule after a warm-up).
     ///
     /// # Errors
     /// The errors of [`Plan::validate`]; [`PlanError::EmptyDataset`] when `n_train == 0`;
@@ -96,9 +97,15 @@ impl Plan {
                 }
             };
             if let Some(sched) = &s.schedule {
+                let in_schedule = |e| PlanError::in_stage_schedule(i + 1, e);
                 sched
                     .validate_for_length(s.lr, total_steps)
-                    .map_err(|e| PlanError::in_stage_schedule(i + 1, e))?;
+                    .map_err(in_schedule)?;
+                if let Some(StageLength::Epochs(e)) = s.length() {
+                    sched
+                        .validate_for_epochs(s.lr, e, Some(spe))
+                        .map_err(in_schedule)?;
+                }
             }
             spans.push(StageSpan {
                 batch_size: s.batch_size,

@@ -32,6 +32,8 @@ pub use layout::{Layout, StageSpan};
 pub use onecycle::{Anneal, OneCycle, OneCycleShape};
 pub use plan::{Hyper, Plan, Stage, StageLength};
 pub use recipes::{Recipe, RecipeParams};
-pub use schedules::Schedule;
-pub use stage_schedule::{Combine, StageSchedule};
+pub use schedules::{first_violation, Schedule};
+pub use stage_schedule::{
+    Combine, CooldownShape, Curve, StageCurves, StageSchedule, ValueViolation,
+};
 pub use table::fmt_num;

@@ -240,6 +240,27 @@ impl OneCycle {
         }
     }
 
+    /// The first step of each phase (0, then one past the floor of each phase end but the
+    /// last), clamped to the last step: lr and momentum are monotone within a phase, and
+    /// constant from the last step on ([`Schedule::breakpoints`](super::Schedule::breakpoints)).
+    pub(crate) fn phase_starts(&self) -> Vec<u64> {
+        let last = self.total_steps.saturating_sub(1);
+        let phases = self.phases();
+        let mut out = vec![0];
+        for ph in &phases[..phases.len() - 1] {
+            let next = if ph.end.is_finite() && ph.end >= 0.0 {
+                (ph.end.floor() as u64).saturating_add(1)
+            } else {
+                0
+            };
+            out.push(next.min(last));
+        }
+        out.push(last);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// `(lr, momentum)` at `step`, following PyTorch's phase walk.
     fn at(&self, step: u64) -> (f64, f64) {
         let last = self.total_steps.saturating_sub(1);

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::PlanError;
-use super::stage_schedule::StageSchedule;
+use super::stage_schedule::{StageCurves, StageSchedule};
 use crate::optim::{Scheduled, WeightDecay};
 
 /// The hyperparameters in force at one step.
@@ -126,12 +126,27 @@ impl Stage {
         }
     }
 
+    /// Steps per epoch of a stage given in epochs that lasts `total_steps` steps
+    /// (`total_steps / epochs`, at least 1); `None` for a stage given in steps.
+    fn steps_per_epoch(&self, total_steps: u64) -> Option<u64> {
+        match self.length()? {
+            StageLength::Epochs(e) if e > 0 => Some((total_steps / e).max(1)),
+            _ => None,
+        }
+    }
+
     /// The hyperparameters at `step` (counted from the start of the stage) of a stage lasting
     /// `total_steps` steps. Without a within-stage schedule they are the stage constants.
     pub fn hyper_at(&self, step: u64, total_steps: u64) -> Hyper {
         let (lr, beta) = match &self.schedule {
             None => (self.lr, self.beta),
-            Some(s) => s.apply(self.lr, self.beta, step, total_steps),
+            Some(s) => s.apply_in(
+                self.lr,
+                self.beta,
+                step,
+                total_steps,
+                self.steps_per_epoch(total_steps),
+            ),
         };
         Hyper {
             lr,
@@ -139,6 +154,31 @@ impl Stage {
             nu: self.nu,
             batch_size: self.batch_size,
         }
+    }
+
+    /// The stage's lr and momentum as step-indexed curves for a stage lasting `total_steps`
+    /// steps, `None` without a within-stage schedule (the constants then hold at every step).
+    /// Built once, they give [`hyper_at`](Self::hyper_at)'s values at every step without
+    /// rebuilding the schedule.
+    pub fn curves(&self, total_steps: u64) -> Option<StageCurves> {
+        self.schedule.as_ref().map(|s| {
+            s.curves(
+                self.lr,
+                self.beta,
+                total_steps,
+                self.steps_per_epoch(total_steps),
+            )
+        })
+    }
+
+    /// `(lr, beta)` at every step of a stage lasting `total_steps` steps, in order.
+    pub fn lr_beta_steps(&self, total_steps: u64) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let curves = self.curves(total_steps);
+        let (lr, beta) = (self.lr, self.beta);
+        (0..total_steps).map(move |t| match &curves {
+            None => (lr, beta),
+            Some(c) => c.at(t, beta),
+        })
     }
 
     /// Checks every field; `number` is the 1-based stage number used in the error.
@@ -179,13 +219,44 @@ impl Stage {
             return Err(field("batch_size", "0".into(), "integer batch_size >= 1"));
         }
         if let Some(s) = &self.schedule {
-            s.validate()
-                .map_err(|e| PlanError::in_stage_schedule(number, e))?;
-            // A stage given in steps has a known length: check length-dependent parameters now.
-            if let Some(steps) = self.steps {
-                s.validate_for_length(self.lr, steps)
-                    .map_err(|e| PlanError::in_stage_schedule(number, e))?;
+            let in_schedule = |e| PlanError::in_stage_schedule(number, e);
+            s.validate().map_err(in_schedule)?;
+            match self.length() {
+                // A stage given in steps has a known length: check length-dependent
+                // parameters now.
+                Some(StageLength::Steps(steps)) => {
+                    if let StageSchedule::WarmupThen {
+                        warmup_epochs: Some(w),
+                        ..
+                    } = s
+                    {
+                        return Err(field(
+                            "schedule.warmup_epochs",
+                            w.to_string(),
+                            "warmup_epochs only in a stage given in epochs; give the warm-up \
+                             as warmup_steps",
+                        ));
+                    }
+                    s.validate_for_length(self.lr, steps).map_err(in_schedule)?;
+                }
+                Some(StageLength::Epochs(epochs)) => {
+                    s.validate_for_epochs(self.lr, epochs, None)
+                        .map_err(in_schedule)?;
+                }
+                None => {}
             }
+            // Every step of a custom schedule: α finite and >= 0, 0 <= β < 1. The length of a
+            // stage in epochs is not known without the dataset: every step is checked then.
+            s.check_values(self.lr, self.beta, self.steps)
+                .map_err(|v| PlanError::ScheduleValue {
+                    stage: number,
+                    field: format!("schedule.{}", v.field),
+                    quantity: v.quantity.to_string(),
+                    value: v.value.to_string(),
+                    step: v.step,
+                    after_warmup: v.after_warmup,
+                    allowed: v.allowed.to_string(),
+                })?;
         }
         Ok(())
     }

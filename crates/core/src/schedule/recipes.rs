@@ -5,6 +5,11 @@
 //! that α·T stays constant when α is divided by r at each drop (docs/theory.md §2, condition 1).
 //! The lengths are rounded to integers that sum exactly to `E` by the largest-remainder method,
 //! each at least 1 epoch. With r = 2, n = 4 and E = 75 this gives PC's 5, 10, 20, 40.
+//!
+//! Every recipe takes an optional linear warm-up (`warmup_epochs` or `warmup_steps`): the first
+//! stage's schedule becomes a [`StageSchedule::WarmupThen`], a ramp from
+//! `warmup_start_fraction·α` to the stage's α followed by the recipe's own schedule over the
+//! remaining steps (optax `join_schedules`, PyTorch `SequentialLR`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::error::PlanError;
 use super::onecycle::OneCycleShape;
 use super::plan::{Plan, Stage};
-use super::stage_schedule::StageSchedule;
+use super::stage_schedule::{CooldownShape, StageSchedule};
 
 /// The named recipes; the default is `stagewise`, the paper's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -31,16 +36,24 @@ pub enum Recipe {
     Onecycle,
     /// One stage of constant hyperparameters.
     Constant,
+    /// One stage, α decaying linearly to `final_lr_fraction·α0` over the run (PyTorch
+    /// `LinearLR`, optax `linear_schedule`; to zero by default, Defazio et al. 2023).
+    Linear,
+    /// One stage of warmup-stable-decay (Hägele et al. 2024): the optional warm-up, α0, then
+    /// a cooldown over the last `cooldown_fraction` of the steps, of shape `cooldown_shape`.
+    Wsd,
 }
 
 impl Recipe {
     /// Every recipe, in documentation order.
-    pub const ALL: [Recipe; 5] = [
+    pub const ALL: [Recipe; 7] = [
         Recipe::Step,
         Recipe::Stagewise,
         Recipe::Cosine,
         Recipe::Onecycle,
         Recipe::Constant,
+        Recipe::Linear,
+        Recipe::Wsd,
     ];
 
     /// The recipe's name as accepted by [`FromStr`] and serde.
@@ -51,7 +64,20 @@ impl Recipe {
             Recipe::Cosine => "cosine",
             Recipe::Onecycle => "onecycle",
             Recipe::Constant => "constant",
+            Recipe::Linear => "linear",
+            Recipe::Wsd => "wsd",
         }
+    }
+
+    /// Every recipe name, comma-separated, in documentation order.
+    pub fn names() -> String {
+        Recipe::ALL.map(Recipe::name).join(", ")
+    }
+
+    /// Whether the recipe decays α to a floor and so reads `final_lr_fraction` (`cosine`,
+    /// `linear`, `wsd`).
+    pub fn has_floor(self) -> bool {
+        matches!(self, Recipe::Cosine | Recipe::Linear | Recipe::Wsd)
     }
 
     /// Whether the recipe has several stages and so reads `stages` and `drop` (`step` and
@@ -105,6 +131,18 @@ impl FromStr for Recipe {
 /// let b: Vec<u64> = p.build(Recipe::Stagewise).unwrap().stages.iter().map(|s| s.batch_size).collect();
 /// assert_eq!(b, [128, 64, 32, 16]);
 /// ```
+///
+/// The warm-up and decay fields default to "off" (no warm-up, decay to 0, a 20% `sqrt`
+/// cooldown for `wsd`), so the preset and the plans of the older recipes do not change; they
+/// are left out of the serialized form while at their defaults.
+///
+/// ```
+/// use stagewise_core::schedule::{Recipe, RecipeParams};
+/// let p = RecipeParams { warmup_epochs: Some(1), ..RecipeParams::default() };
+/// let layout = p.build(Recipe::Wsd).unwrap().layout(60_000).unwrap(); // 235 steps per epoch
+/// assert_eq!(layout.hyper_at_step(0).unwrap().lr, 0.0);               // from 0·α0 …
+/// assert_eq!(layout.hyper_at_step(235).unwrap().lr, 0.5);             // … to α0 in 1 epoch
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecipeParams {
@@ -126,6 +164,47 @@ pub struct RecipeParams {
     pub drop: f64,
     /// Coupled weight decay of the plan, finite and `>= 0`.
     pub weight_decay: f64,
+    /// Linear warm-up over this many epochs at the start of the run (every recipe), `>= 1` and
+    /// fewer than the first stage's epochs; exclusive with `warmup_steps`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<u64>,
+    /// Linear warm-up over this many optimizer steps at the start of the run (every recipe),
+    /// `>= 1` and fewer than the first stage's steps (checked when the plan is laid out for a
+    /// dataset); exclusive with `warmup_epochs`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// The warm-up starts at `warmup_start_fraction·α` (α of the first stage), in `[0, 1]`;
+    /// default 0, as optax `linear_schedule(0, α, W)` (PyTorch `LinearLR` needs a
+    /// `start_factor > 0`, e.g. 1/3, its default).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub warmup_start_fraction: f64,
+    /// Final α as a fraction of α0 for the recipes that decay (`cosine`, `linear`, `wsd`), in
+    /// `[0, 1]`; default 0 (decay to zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub final_lr_fraction: f64,
+    /// Fraction of the steps (after the warm-up) spent cooling down in `wsd`, in `(0, 1]`;
+    /// default 0.2.
+    #[serde(skip_serializing_if = "is_default_cooldown")]
+    pub cooldown_fraction: f64,
+    /// Shape of the `wsd` cooldown, `linear` or `sqrt` (1−√, the default).
+    #[serde(skip_serializing_if = "is_default_shape")]
+    pub cooldown_shape: CooldownShape,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// `wsd`'s default cooldown: the last 20% of the steps (about what Hägele et al. 2024 need to
+/// match cosine).
+const DEFAULT_COOLDOWN_FRACTION: f64 = 0.2;
+
+fn is_default_cooldown(x: &f64) -> bool {
+    *x == DEFAULT_COOLDOWN_FRACTION
+}
+
+fn is_default_shape(x: &CooldownShape) -> bool {
+    *x == CooldownShape::default()
 }
 
 impl Default for RecipeParams {
@@ -139,6 +218,12 @@ impl Default for RecipeParams {
             stages: 3,
             drop: 2.0,
             weight_decay: 5e-4,
+            warmup_epochs: None,
+            warmup_steps: None,
+            warmup_start_fraction: 0.0,
+            final_lr_fraction: 0.0,
+            cooldown_fraction: DEFAULT_COOLDOWN_FRACTION,
+            cooldown_shape: CooldownShape::default(),
         }
     }
 }
@@ -201,8 +286,18 @@ impl RecipeParams {
             let value = self.weight_decay.to_string();
             return bad("weight_decay", value, "finite weight_decay >= 0");
         }
+        if recipe.has_floor() && !(0.0..=1.0).contains(&self.final_lr_fraction) {
+            let value = self.final_lr_fraction.to_string();
+            return bad("final_lr_fraction", value, "0 <= final_lr_fraction <= 1");
+        }
+        if recipe == Recipe::Wsd && !(self.cooldown_fraction > 0.0 && self.cooldown_fraction <= 1.0)
+        {
+            let value = self.cooldown_fraction.to_string();
+            return bad("cooldown_fraction", value, "0 < cooldown_fraction <= 1");
+        }
+        self.check_warmup_fields()?;
         if !recipe.has_stages() {
-            return Ok(());
+            return self.check_warmup_length(self.epochs, "the run's epochs");
         }
         if self.stages == 0 {
             return bad("stages", "0".into(), "stages >= 1");
@@ -221,15 +316,83 @@ impl RecipeParams {
         if !(self.drop.is_finite() && self.drop >= 1.0) {
             return bad("drop", self.drop.to_string(), "finite drop >= 1");
         }
+        let first = apportion(self.epochs, &self.stage_weights())[0];
+        self.check_warmup_length(first, "the first stage's epochs")
+    }
+
+    /// The warm-up fields on their own: at most one length, `>= 1`, a start in `[0, 1]`.
+    fn check_warmup_fields(&self) -> Result<(), PlanError> {
+        let bad = |param: &str, value: String, allowed: &str| {
+            Err(PlanError::RecipeParam {
+                param: param.into(),
+                value,
+                allowed: allowed.into(),
+            })
+        };
+        match (self.warmup_epochs, self.warmup_steps) {
+            (Some(e), Some(s)) => {
+                return bad(
+                    "warmup_steps",
+                    s.to_string(),
+                    &format!(
+                        "at most one of warmup_epochs and warmup_steps (warmup_epochs = {e} is \
+                         set too)"
+                    ),
+                )
+            }
+            (Some(0), None) => {
+                return bad(
+                    "warmup_epochs",
+                    "0".into(),
+                    "warmup_epochs >= 1 (leave it unset for no warm-up)",
+                )
+            }
+            (None, Some(0)) => {
+                return bad(
+                    "warmup_steps",
+                    "0".into(),
+                    "warmup_steps >= 1 (leave it unset for no warm-up)",
+                )
+            }
+            _ => {}
+        }
+        if !(0.0..=1.0).contains(&self.warmup_start_fraction) {
+            let value = self.warmup_start_fraction.to_string();
+            return bad(
+                "warmup_start_fraction",
+                value,
+                "0 <= warmup_start_fraction <= 1",
+            );
+        }
         Ok(())
+    }
+
+    /// A warm-up in epochs must end inside the first stage of `first_epochs` epochs. A warm-up
+    /// in steps is checked against the stage's steps when the plan is laid out for a dataset.
+    fn check_warmup_length(&self, first_epochs: u64, what: &str) -> Result<(), PlanError> {
+        match self.warmup_epochs {
+            Some(w) if w >= first_epochs => Err(PlanError::RecipeParam {
+                param: "warmup_epochs".into(),
+                value: w.to_string(),
+                allowed: format!(
+                    "1 <= warmup_epochs < {first_epochs} ({what}): the warm-up must end inside \
+                     the first stage; use warmup_steps for a shorter one"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `1, r, r², …, rⁿ⁻¹`.
+    fn stage_weights(&self) -> Vec<f64> {
+        (0..self.stages).map(|i| self.drop.powi(i as i32)).collect()
     }
 
     /// Stage lengths in epochs shared by `step` and `stagewise`: proportional to
     /// `1, r, r², …, rⁿ⁻¹`, each `>= 1`, summing exactly to `epochs`.
     pub fn stage_epochs(&self) -> Result<Vec<u64>, PlanError> {
         self.check(Recipe::Step)?;
-        let weights: Vec<f64> = (0..self.stages).map(|i| self.drop.powi(i as i32)).collect();
-        Ok(apportion(self.epochs, &weights))
+        Ok(apportion(self.epochs, &self.stage_weights()))
     }
 
     /// Builds the plan of `recipe`; the result is validated.
@@ -238,10 +401,21 @@ impl RecipeParams {
     /// - `stagewise`: stage i has α0/rⁱ, `b_i = round(b0/rⁱ)` (error if b0/rⁱ falls below 1),
     ///   `β_i = rⁱc/(rⁱc + 1)` with `c = β0/(1−β0)`, ν unchanged. This keeps α/b (up to the
     ///   rounding of b) and α·ν·β/(1−β) invariant, and α·T constant up to the rounding of T.
-    /// - `cosine`: one stage of E epochs, α annealed to 0 by a cosine over the stage.
+    /// - `cosine`: one stage of E epochs, α annealed to `final_lr_fraction·α0` (0 by default)
+    ///   by a cosine over the stage.
     /// - `onecycle`: one stage of E epochs, one-cycle with peak α0 and PyTorch's defaults
     ///   (the cycled momentum 0.95→0.85→0.95 replaces β0 during the stage).
     /// - `constant`: one stage of E epochs with (α0, β0, ν, b0).
+    /// - `linear`: one stage of E epochs, α decaying linearly from α0 to
+    ///   `final_lr_fraction·α0` ([`StageSchedule::Linear`]).
+    /// - `wsd`: one stage of E epochs at α0, then a cooldown over the last `cooldown_fraction`
+    ///   of the steps to `final_lr_fraction·α0`, of shape `cooldown_shape`
+    ///   ([`StageSchedule::Wsd`]).
+    ///
+    /// With `warmup_epochs` or `warmup_steps`, the first stage's schedule (none, or the one
+    /// above) is put behind a linear warm-up from `warmup_start_fraction·α` to α
+    /// ([`StageSchedule::WarmupThen`]): the recipe's schedule then runs over the steps left
+    /// after the warm-up, as after optax `join_schedules` or PyTorch `SequentialLR`.
     ///
     /// # Errors
     /// [`PlanError::RecipeParam`] for an invalid parameter, [`PlanError::BatchTooSmall`] when
@@ -254,9 +428,16 @@ impl RecipeParams {
             s.schedule = schedule;
             vec![s]
         };
-        let stages = match recipe {
+        let floor = self.final_lr_fraction;
+        let mut stages = match recipe {
             Recipe::Constant => single(None),
-            Recipe::Cosine => single(Some(StageSchedule::Cosine { min_factor: 0.0 })),
+            Recipe::Cosine => single(Some(StageSchedule::Cosine { min_factor: floor })),
+            Recipe::Linear => single(Some(StageSchedule::Linear { min_factor: floor })),
+            Recipe::Wsd => single(Some(StageSchedule::Wsd {
+                cooldown_fraction: self.cooldown_fraction,
+                shape: self.cooldown_shape,
+                min_factor: floor,
+            })),
             Recipe::Onecycle => single(Some(StageSchedule::OneCycle(OneCycleShape::default()))),
             Recipe::Step => self
                 .stage_epochs()?
@@ -289,6 +470,15 @@ impl RecipeParams {
                 stages
             }
         };
+        if self.warmup_epochs.is_some() || self.warmup_steps.is_some() {
+            let first = &mut stages[0];
+            first.schedule = Some(StageSchedule::WarmupThen {
+                start_factor: self.warmup_start_fraction,
+                warmup_steps: self.warmup_steps,
+                warmup_epochs: self.warmup_epochs,
+                then: first.schedule.take().map(Box::new),
+            });
+        }
         let mut plan = Plan::new(stages);
         plan.name = Some(recipe.name().to_string());
         plan.weight_decay = self.weight_decay;
@@ -299,7 +489,10 @@ impl RecipeParams {
 
     /// The one-line description [`build`](Self::build) gives the plan, in plain words:
     /// `recipe stagewise: lr 0.5, momentum 0.9, nu 0.7, batch 256, 15 epochs, 3 stages, drop 2`
-    /// (the plan shows its weight decay on a line of its own).
+    /// (the plan shows its weight decay on a line of its own). The parameters the recipe reads
+    /// are named: the cooldown of `wsd`, the floor of `linear` and `wsd` (and of `cosine` when
+    /// not 0), the warm-up when set, e.g. `…, 15 epochs, cooldown 0.2 (sqrt), final lr
+    /// fraction 0, warm-up 1 epoch from lr fraction 0`.
     pub fn describe(&self, recipe: Recipe) -> String {
         let mut d = format!(
             "recipe {recipe}: lr {}, momentum {}, nu {}, batch {}, {}",
@@ -314,6 +507,28 @@ impl RecipeParams {
                 ", {}, drop {}",
                 plural(self.stages as u64, "stage"),
                 self.drop
+            );
+        }
+        if recipe == Recipe::Wsd {
+            d += &format!(
+                ", cooldown {} ({})",
+                self.cooldown_fraction, self.cooldown_shape
+            );
+        }
+        let floor_read = matches!(recipe, Recipe::Linear | Recipe::Wsd)
+            || (recipe.has_floor() && self.final_lr_fraction != 0.0);
+        if floor_read {
+            d += &format!(", final lr fraction {}", self.final_lr_fraction);
+        }
+        let warmup = match (self.warmup_epochs, self.warmup_steps) {
+            (Some(e), _) => Some(plural(e, "epoch")),
+            (None, Some(s)) => Some(plural(s, "step")),
+            (None, None) => None,
+        };
+        if let Some(w) = warmup {
+            d += &format!(
+                ", warm-up {w} from lr fraction {}",
+                self.warmup_start_fraction
             );
         }
         d

@@ -1,5 +1,5 @@
 //! Step-indexed schedules: small pieces that compose (constant, piecewise constant, cosine,
-//! linear warm-up, one-cycle, join).
+//! linear ramp, 1−√ decay, one-cycle, join), in the style of optax's schedules.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,13 +61,27 @@ pub enum Schedule {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         restarts: bool,
     },
-    /// Linear ramp from `start` (step 0) to `end` (step `steps`), then `end` forever.
+    /// Linear ramp from `start` (step 0) to `end` (step `steps`), then `end` forever: optax
+    /// `linear_schedule(start, end, steps)`, and PyTorch `LinearLR` (factors `start`, `end`,
+    /// `total_iters = steps`) times the base value. A warm-up when `end > start`, a linear decay
+    /// when `end < start`.
     LinearWarmup {
         /// Value at step 0.
         start: f64,
         /// Value from step `steps` on.
         end: f64,
         /// Length of the ramp, `>= 1`.
+        steps: u64,
+    },
+    /// The "1−√" decay of Hägele et al. (2024): from `start` (step 0) to `end` (step `steps`)
+    /// as `end + (start − end)·(1 − √(t/steps))`, then `end` forever. Used as the cooldown of a
+    /// warmup-stable-decay schedule.
+    SqrtDecay {
+        /// Value at step 0.
+        start: f64,
+        /// Value from step `steps` on.
+        end: f64,
+        /// Length of the decay, `>= 1`.
         steps: u64,
     },
     /// The learning rate of a [`OneCycle`] policy.
@@ -137,6 +151,13 @@ impl Schedule {
                     *end
                 } else {
                     start + (end - start) * (step as f64 / *steps as f64)
+                }
+            }
+            Schedule::SqrtDecay { start, end, steps } => {
+                if step >= *steps {
+                    *end
+                } else {
+                    end + (start - end) * (1.0 - (step as f64 / *steps as f64).sqrt())
                 }
             }
             Schedule::OneCycleLr(oc) => oc.lr(step),
@@ -213,7 +234,8 @@ impl Schedule {
                 }
                 Ok(())
             }
-            Schedule::LinearWarmup { start, end, steps } => {
+            Schedule::LinearWarmup { start, end, steps }
+            | Schedule::SqrtDecay { start, end, steps } => {
                 finite("start", *start)?;
                 finite("end", *end)?;
                 if *steps == 0 {
@@ -263,7 +285,14 @@ impl Schedule {
                 format!("cosine({base}→{eta_min}, {t_max}{r})")
             }
             Schedule::LinearWarmup { start, end, steps } => {
-                format!("warmup({start}→{end}, {steps})")
+                if end < start {
+                    format!("linear({start}→{end}, {steps})")
+                } else {
+                    format!("warmup({start}→{end}, {steps})")
+                }
+            }
+            Schedule::SqrtDecay { start, end, steps } => {
+                format!("1−sqrt({start}→{end}, {steps})")
             }
             Schedule::OneCycleLr(oc) => format!("one_cycle_lr({}, {})", oc.max_lr, oc.total_steps),
             Schedule::OneCycleMomentum(oc) => {
@@ -272,6 +301,106 @@ impl Schedule {
             Schedule::Join { schedules, .. } => format!("join({} schedules)", schedules.len()),
         }
     }
+
+    /// The steps at which a new monotone piece of the schedule starts, sorted, starting with 0.
+    ///
+    /// Between two consecutive breakpoints the value is monotone in the step (constant,
+    /// linear, a half cosine, a square root, a one-cycle phase); from the last one on it is
+    /// constant, or (cosine with restarts) repeats values taken after an earlier breakpoint.
+    /// [`first_violation`] relies on this to check every step of a schedule by looking at the
+    /// ends of each piece only.
+    pub fn breakpoints(&self) -> Vec<u64> {
+        let mut out = match self {
+            Schedule::Constant { .. } => vec![0],
+            Schedule::PiecewiseConstant { boundaries, .. } => std::iter::once(0)
+                .chain(boundaries.iter().copied())
+                .collect(),
+            Schedule::Cosine { t_max, .. } => vec![0, *t_max],
+            Schedule::LinearWarmup { steps, .. } | Schedule::SqrtDecay { steps, .. } => {
+                vec![0, *steps]
+            }
+            Schedule::OneCycleLr(oc) | Schedule::OneCycleMomentum(oc) => oc.phase_starts(),
+            Schedule::Join {
+                boundaries,
+                schedules,
+            } => {
+                let mut out = Vec::new();
+                for (i, s) in schedules.iter().enumerate() {
+                    let start = if i == 0 {
+                        Some(0)
+                    } else {
+                        boundaries.get(i - 1).copied()
+                    };
+                    let Some(start) = start else { break };
+                    let end = boundaries.get(i).copied().unwrap_or(u64::MAX);
+                    out.extend(
+                        s.breakpoints()
+                            .into_iter()
+                            .map(|b| start.saturating_add(b))
+                            .take_while(|&b| b < end),
+                    );
+                }
+                out
+            }
+        };
+        out.sort_unstable();
+        out.dedup();
+        if out.first() != Some(&0) {
+            out.insert(0, 0);
+        }
+        out
+    }
+}
+
+/// The first step in `[0, horizon)` (every step when `horizon` is `None`) at which `ok` refuses
+/// `f(step)`, with the refused value.
+///
+/// `breaks` are the [`Schedule::breakpoints`] of the schedule behind `f`, and `f` must be a
+/// monotone function of that schedule's value (the stage value times it, or the value itself),
+/// while `ok` accepts an interval of values (e.g. `0 <= β < 1`). Then on each piece the accepted
+/// steps form a prefix, so the ends of the pieces and a bisection find the first refused step
+/// without evaluating every step.
+pub fn first_violation(
+    breaks: &[u64],
+    horizon: Option<u64>,
+    f: impl Fn(u64) -> f64,
+    ok: impl Fn(f64) -> bool,
+) -> Option<(u64, f64)> {
+    for (k, &a) in breaks.iter().enumerate() {
+        if horizon.is_some_and(|h| a >= h) {
+            break;
+        }
+        let fa = f(a);
+        if !ok(fa) {
+            return Some((a, fa));
+        }
+        // The last step of the piece: before the next breakpoint, or the horizon. Past the
+        // last breakpoint without a horizon the schedule is constant (or repeats itself).
+        let end = match (breaks.get(k + 1), horizon) {
+            (Some(&b), Some(h)) => b.min(h),
+            (Some(&b), None) => b,
+            (None, Some(h)) => h,
+            (None, None) => continue,
+        };
+        if end <= a + 1 {
+            continue;
+        }
+        let last = end - 1;
+        if ok(f(last)) {
+            continue;
+        }
+        let (mut lo, mut hi) = (a, last);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if ok(f(mid)) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return Some((hi, f(hi)));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -410,5 +539,95 @@ mod tests {
             "kind = \"one_cycle_lr\"\nmax_lr = 1.0\ntotal_steps = 10\npct = 0.3\n",
         );
         assert!(err.unwrap_err().to_string().contains("pct"));
+    }
+
+    #[test]
+    fn sqrt_decay_is_one_minus_sqrt() {
+        let s = Schedule::SqrtDecay {
+            start: 1.0,
+            end: 0.2,
+            steps: 16,
+        };
+        s.validate().unwrap();
+        assert_eq!(s.value(0), 1.0);
+        assert!((s.value(4) - (0.2 + 0.8 * 0.5)).abs() < 1e-15);
+        assert_eq!((s.value(16), s.value(99)), (0.2, 0.2));
+        assert_eq!(s.breakpoints(), [0, 16]);
+        let e = Schedule::SqrtDecay {
+            start: 1.0,
+            end: 0.0,
+            steps: 0,
+        };
+        assert_eq!(e.validate().unwrap_err().field, "steps");
+    }
+
+    /// `first_violation` finds the same step as a scan of every step.
+    #[test]
+    fn first_violation_agrees_with_a_scan() {
+        let oc = OneCycle::new(1.3, 40, OneCycleShape::default());
+        let schedules = [
+            Schedule::cosine(1.2, 0.8, 30),
+            Schedule::Cosine {
+                base: 0.5,
+                eta_min: 1.4,
+                t_max: 9,
+                restarts: true,
+            },
+            Schedule::LinearWarmup {
+                start: 0.3,
+                end: 1.7,
+                steps: 50,
+            },
+            Schedule::SqrtDecay {
+                start: 2.0,
+                end: -0.5,
+                steps: 33,
+            },
+            Schedule::PiecewiseConstant {
+                boundaries: vec![0, 7, 20],
+                values: vec![0.5, 0.9, 1.2, 0.1],
+            },
+            Schedule::OneCycleLr(oc.clone()),
+            Schedule::Join {
+                boundaries: vec![12, 30],
+                schedules: vec![
+                    Schedule::OneCycleLr(OneCycle::new(0.95, 20, OneCycleShape::default())),
+                    Schedule::SqrtDecay {
+                        start: -0.2,
+                        end: 1.5,
+                        steps: 25,
+                    },
+                    Schedule::constant(0.5),
+                ],
+            },
+            Schedule::Join {
+                boundaries: vec![5],
+                schedules: vec![
+                    Schedule::constant(0.2),
+                    Schedule::Cosine {
+                        base: 1.1,
+                        eta_min: 0.0,
+                        t_max: 6,
+                        restarts: true,
+                    },
+                ],
+            },
+        ];
+        let preds: [(f64, f64); 3] = [(0.0, 1.0), (0.25, 1.05), (-1.0, 1.5)];
+        for s in &schedules {
+            s.validate().unwrap();
+            for &(lo, hi) in &preds {
+                for scale in [1.0, 0.9] {
+                    let f = |t: u64| scale * s.value(t);
+                    let ok = |x: f64| x >= lo && x < hi;
+                    for horizon in [Some(3), Some(17), Some(200), None] {
+                        let scan_to = horizon.unwrap_or(400);
+                        let want = (0..scan_to).find(|&t| !ok(f(t))).map(|t| (t, f(t)));
+                        let got = first_violation(&s.breakpoints(), horizon, f, ok);
+                        assert_eq!(got, want, "{s:?} [{lo}, {hi}) ×{scale} to {horizon:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,8 +7,12 @@
 //! needs the training-set size: it lays the plan out with [`Plan::layout`] and reads each
 //! stage's step count from there.
 //!
-//! A stage with a within-stage schedule (cosine, warm-up, one-cycle) is not constant; the
-//! adapter uses its base (α, β) and records the schedule so that an explanation can say so.
+//! A stage with a within-stage schedule (cosine, linear, wsd, warm-up, one-cycle) is not
+//! constant. Its [`StageHyper`] keeps the base (α, β) written in the plan, and the adapter also
+//! walks every step of the stage: [`TheoryStage::lr_sum`] is the exact Σ_t α_t over the
+//! stage's steps (the integral of α that §2 condition 1 and the SDE time of §3.3 count),
+//! [`TheoryStage::lr_peak`] the largest α_t, and [`TheoryStage::pieces`] the stage as runs of
+//! steps with constant (α, β), which the bound proxy and the stability check go through.
 //!
 //! ```
 //! use stagewise_core::schedule::{Recipe, RecipeParams};
@@ -23,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::invariants::StageHyper;
-use crate::schedule::{Plan, PlanError};
+use crate::schedule::{Plan, PlanError, Stage};
 
 /// One stage of a plan as the theory sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,9 +39,47 @@ pub struct TheoryStage {
     /// Length in epochs, `T / steps_per_epoch` (fractional for a stage written in steps that
     /// does not fill its last epoch).
     pub length_epochs: f64,
-    /// Summary of the stage's within-stage schedule, if any (the theory then sees only the
-    /// base α, β).
+    /// Summary of the stage's within-stage schedule, if any.
     pub schedule: Option<String>,
+    /// Σ_t α_t over the stage's steps: α·T without a within-stage schedule (computed as that
+    /// product), the exact sum of the scheduled α over every step otherwise.
+    pub lr_sum: f64,
+    /// The largest α_t over the stage's steps (α without a schedule).
+    pub lr_peak: f64,
+    /// The stage as consecutive runs of steps with constant (α, β): each piece is a
+    /// [`StageHyper`] whose `length_steps` is the run's length, covering every step in order.
+    /// One piece, `hyper`, without a schedule. A run may have α = 0 (the first step of a
+    /// warm-up from 0), which [`StageHyper::validate`] refuses: the bound skips such runs
+    /// ([`variances_after_stages`](super::variances_after_stages)). Not serialized.
+    #[serde(skip)]
+    pub pieces: Vec<StageHyper>,
+}
+
+impl TheoryStage {
+    /// Mean α over the stage's steps, `lr_sum / T` (α without a schedule).
+    pub fn lr_mean(&self) -> f64 {
+        if self.schedule.is_none() {
+            self.hyper.lr
+        } else {
+            self.lr_sum / self.hyper.length_steps as f64
+        }
+    }
+}
+
+/// Runs of equal (α, β) over the `total` steps of `stage`, as `(α, β, steps)`, with Σα and the
+/// largest α.
+fn stage_runs(stage: &Stage, total: u64) -> (Vec<(f64, f64, u64)>, f64, f64) {
+    let mut runs: Vec<(f64, f64, u64)> = Vec::new();
+    let (mut sum, mut peak) = (0.0, f64::NEG_INFINITY);
+    for (lr, beta) in stage.lr_beta_steps(total) {
+        sum += lr;
+        peak = peak.max(lr);
+        match runs.last_mut() {
+            Some(r) if r.0 == lr && r.1 == beta => r.2 += 1,
+            _ => runs.push((lr, beta, 1)),
+        }
+    }
+    (runs, sum, peak)
 }
 
 /// Lays `plan` out for a training set of `n_train` examples and returns one [`TheoryStage`]
@@ -52,17 +94,38 @@ pub fn plan_stages(plan: &Plan, n_train: u64) -> Result<Vec<TheoryStage>, PlanEr
         .stages
         .iter()
         .zip(layout.spans())
-        .map(|(stage, span)| TheoryStage {
-            hyper: StageHyper {
+        .map(|(stage, span)| {
+            let hyper = StageHyper {
                 lr: stage.lr,
                 beta: stage.beta,
                 nu: stage.nu,
                 batch_size: stage.batch_size as f64,
                 length_steps: span.total_steps,
-            },
-            steps_per_epoch: span.steps_per_epoch,
-            length_epochs: span.total_steps as f64 / span.steps_per_epoch as f64,
-            schedule: stage.schedule.as_ref().map(|s| s.summary()),
+            };
+            let (lr_sum, lr_peak, pieces) = if stage.schedule.is_none() {
+                (stage.lr * span.total_steps as f64, stage.lr, vec![hyper])
+            } else {
+                let (runs, sum, peak) = stage_runs(stage, span.total_steps);
+                let pieces = runs
+                    .into_iter()
+                    .map(|(lr, beta, steps)| StageHyper {
+                        lr,
+                        beta,
+                        length_steps: steps,
+                        ..hyper
+                    })
+                    .collect();
+                (sum, peak, pieces)
+            };
+            TheoryStage {
+                hyper,
+                steps_per_epoch: span.steps_per_epoch,
+                length_epochs: span.total_steps as f64 / span.steps_per_epoch as f64,
+                schedule: stage.schedule.as_ref().map(|s| s.summary()),
+                lr_sum,
+                lr_peak,
+                pieces,
+            }
         })
         .collect())
 }

@@ -13,6 +13,11 @@
 //! 3. KL = ½ Σ_j [σ²_j/λ₀ − 1 − ln(σ²_j/λ₀)] against the prior N(θ*, λ₀ I) and the
 //!    McAllester gap sqrt((KL + ln(1/δ) + ln N + 2)/(2N − 1))  [R, He–Liu–Tao 2019].
 //!
+//! A stage whose hyperparameters vary within (a within-stage schedule) is a list of constant
+//! pieces, runs of steps with one (α, β); [`plan_bound_pieces`] carries the variance through
+//! every piece, so the SDE time of a stage is its integral Σ_t α_t and each piece relaxes
+//! towards its own stationary variance. For stages of one piece it is [`plan_bound`].
+//!
 //! Accuracy of the SDE carry-over (measured in `tests/theory_bound.rs`): within about 3% of a
 //! Monte Carlo when α h/(1−β) ≲ 0.1 in the short stage; it underestimates the carried variance
 //! by ~15% when a short stage has α h/(1−β) ≈ 0.2 (β = 0.9), because momentum delays the start
@@ -349,4 +354,152 @@ pub fn plan_bound(
         gap,
         risk_inflation,
     })
+}
+
+/// The bound proxy at the end of one stage ([`plan_bound_pieces`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StageBound {
+    /// KL(Q‖P) of the Gaussian at the end of the stage against the prior.
+    pub kl: f64,
+    /// The bound gap sqrt((KL + ln(1/δ) + ln N + 2)/(2N − 1)).
+    pub gap: f64,
+    /// Empirical risk inflation ½ Σ_j h_j σ²_j.
+    pub risk_inflation: f64,
+}
+
+/// The variance along one direction at the end of each stage of a plan whose stage i is the
+/// list of constant pieces `stages[i]` (runs of steps with one (α, β, ν, b), `length_steps`
+/// the run's length) [D, docs/theory.md §3.3].
+///
+/// With [`CarryOver::Sde`] every piece relaxes the variance towards its own stationary value,
+/// v ← σ²_p + e^{−2hα_pT_p}(v − σ²_p), so a stage moves the variance over its SDE time
+/// Σ_p α_p·T_p = Σ_t α_t; [`CarryOver::ExactDiscrete`] propagates the (θ, d) covariance through
+/// every piece. [`InitialState::Stationary`] is the stationary state of the first piece.
+/// Pieces with α = 0 are skipped: θ does not move (exact for the SDE model; the exact
+/// recursion then ignores what the momentum buffer gathers during those steps). With one piece
+/// per stage this is [`final_variance`] after each prefix of the plan, to the last bit.
+///
+/// ```
+/// use stagewise_core::theory::{final_variance, variances_after_stages, CarryOver, InitialState, StageHyper};
+/// let s1 = StageHyper { lr: 0.1, beta: 0.9, nu: 0.5, batch_size: 8.0, length_steps: 100 };
+/// let s2 = StageHyper { lr: 0.05, length_steps: 300, ..s1 };
+/// let (carry, init) = (CarryOver::Sde, InitialState::Stationary);
+/// let v = variances_after_stages(&[vec![s1], vec![s2]], 1.0, 1.0, carry, init).unwrap();
+/// assert_eq!(v[1], final_variance(&[s1, s2], 1.0, 1.0, carry, init).unwrap());
+/// // Splitting a stage into pieces of the same (α, β) changes nothing (up to rounding).
+/// let halves = vec![StageHyper { length_steps: 150, ..s2 }; 2];
+/// let w = variances_after_stages(&[vec![s1], halves], 1.0, 1.0, carry, init).unwrap();
+/// assert!((w[1] - v[1]).abs() < 1e-15);
+/// ```
+///
+/// # Errors
+/// Invalid h, c or initial variance, a plan without any piece with α ≠ 0, an invalid or
+/// unstable piece (named by its stage).
+pub fn variances_after_stages(
+    stages: &[Vec<StageHyper>],
+    h: f64,
+    c: f64,
+    carry: CarryOver,
+    initial: InitialState,
+) -> Result<Vec<f64>> {
+    error::positive("h", h)?;
+    error::positive("c", c)?;
+    if let InitialState::Variance(v0) = initial {
+        error::non_negative("initial variance", v0)?;
+    }
+    let moves = |p: &&StageHyper| p.lr != 0.0;
+    let Some((i0, first)) = stages
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| p.iter().find(moves).map(|s| (i, s)))
+    else {
+        return Err(TheoryError::Empty { field: "stages" });
+    };
+    let mut out = Vec::with_capacity(stages.len());
+    match carry {
+        CarryOver::Sde => {
+            let mut v = match initial {
+                InitialState::Stationary => stage_variance(first, i0, h, c)?,
+                InitialState::Variance(v0) => v0,
+            };
+            for (i, pieces) in stages.iter().enumerate() {
+                for p in pieces.iter().filter(moves) {
+                    let target = stage_variance(p, i, h, c)?;
+                    let decay = (-2.0 * h * p.lr * p.length_steps as f64).exp();
+                    v = target + decay * (v - target);
+                }
+                out.push(v);
+            }
+        }
+        CarryOver::ExactDiscrete => {
+            let mut cov: Mat2 = match initial {
+                InitialState::Stationary => {
+                    first.validate(i0)?;
+                    stationary_covariance(&first.qhm(), h, c / first.batch_size)?
+                }
+                InitialState::Variance(v0) => [[v0, 0.0], [0.0, 0.0]],
+            };
+            for (i, pieces) in stages.iter().enumerate() {
+                for p in pieces.iter().filter(moves) {
+                    // As plan_bound: an unstable piece is an error, not a diverging variance.
+                    stage_variance(p, i, h, c)?;
+                    cov =
+                        propagate_covariance(&p.qhm(), h, c / p.batch_size, &cov, p.length_steps)?;
+                }
+                out.push(cov[0][0]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The PAC-Bayes proxy of docs/theory.md §3.3 at the end of every stage of a plan whose stages
+/// may vary within (`stages[i]`: stage i's constant pieces, as in [`variances_after_stages`])
+/// \[D\]. The last entry is the whole plan's; with one piece per stage it equals
+/// [`plan_bound`] on each prefix of the plan.
+///
+/// Directions with the same (h_j, c_j) are computed once, so a long scheduled stage costs its
+/// number of pieces times the number of *distinct* directions.
+///
+/// # Errors
+/// As [`plan_bound`]: an invalid spectrum or options, an invalid or unstable piece.
+pub fn plan_bound_pieces(
+    stages: &[Vec<StageHyper>],
+    spectrum: &Spectrum,
+    opts: &BoundOptions,
+) -> Result<Vec<StageBound>> {
+    if stages.is_empty() {
+        return Err(TheoryError::Empty { field: "stages" });
+    }
+    spectrum.validate()?;
+    let mut index = std::collections::HashMap::new();
+    let mut trajectories: Vec<Vec<f64>> = Vec::new();
+    let mut which = Vec::with_capacity(spectrum.dim());
+    for (&h, &c) in spectrum.h.iter().zip(&spectrum.c) {
+        let k = match index.entry((h.to_bits(), c.to_bits())) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                trajectories.push(variances_after_stages(
+                    stages,
+                    h,
+                    c,
+                    opts.carry_over,
+                    opts.initial,
+                )?);
+                *e.insert(trajectories.len() - 1)
+            }
+        };
+        which.push(k);
+    }
+    (0..stages.len())
+        .map(|i| {
+            let v: Vec<f64> = which.iter().map(|&k| trajectories[k][i]).collect();
+            let kl = gaussian_kl(&v, opts.prior_var)?;
+            Ok(StageBound {
+                kl,
+                gap: pac_bayes_gap(kl, opts.delta, opts.n_samples)?,
+                risk_inflation: risk_inflation(&spectrum.h, &v)?,
+            })
+        })
+        .collect()
 }

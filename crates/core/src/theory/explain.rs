@@ -21,6 +21,13 @@
 //! and, when a [`Spectrum`] is given, the PAC-Bayes proxy of §3.3 (\[D\]): KL of the final
 //! Gaussian against the prior and the McAllester gap, also after each stage.
 //!
+//! A stage with a within-stage schedule (cosine, linear, wsd, warm-up, one-cycle, custom) is
+//! not treated as constant: α·T is the exact sum Σ_t α_t over its steps, α/b and
+//! α·ν·β/(1−β) are means over its steps, the stability columns and §2 condition 3 are those of
+//! its worst step (the largest α for a schedule that moves α alone), and the bound proxy goes
+//! through every run of steps of constant (α, β) ([`plan_bound_pieces`]). Only κ, ψ and V/V₁,
+//! values at one point, use the base α, β written in the plan.
+//!
 //! ```
 //! use stagewise_core::schedule::{Recipe, RecipeParams};
 //! use stagewise_core::theory::{explain, ExplainOptions, WarningKind};
@@ -35,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adapter::{plan_stages, TheoryStage};
 use super::advice::Hint;
-use super::bound::{plan_bound, BoundOptions, CarryOver, Spectrum};
+use super::bound::{plan_bound_pieces, BoundOptions, CarryOver, Spectrum};
 use super::error::TheoryError;
 use super::invariants::StageHyper;
 use super::qhm::{
@@ -197,16 +204,25 @@ pub struct StageExplanation {
     pub length_steps: u64,
     /// Iterations per epoch, `ceil(n_train/b)`.
     pub steps_per_epoch: u64,
-    /// Summary of the within-stage schedule, if any (the numbers use the base α, β).
+    /// Summary of the within-stage schedule, if any (`lr`, `beta` above are the base values
+    /// written in the plan; the integrated ones are `lr_mean`, `lr_peak`, `lr_times_steps`).
     pub schedule: Option<String>,
-    /// α·T with T in epochs (kept constant by PC's code, \[C\]).
+    /// Mean α over the stage's steps (α without a within-stage schedule).
+    pub lr_mean: f64,
+    /// Largest α over the stage's steps (α without a within-stage schedule).
+    pub lr_peak: f64,
+    /// α·T with T in epochs (kept constant by PC's code, \[C\]): Σ_t α_t / steps per epoch.
     pub lr_times_epochs: f64,
-    /// α·T with T in iterations (§2 condition 1 of the convergence theorem, \[D\]).
+    /// α·T with T in iterations (§2 condition 1 of the convergence theorem, \[D\]): the exact
+    /// Σ_t α_t over the stage's steps.
     pub lr_times_steps: f64,
-    /// α/b, the noise temperature (§3.4, \[D\]).
+    /// α/b, the noise temperature (§3.4, \[D\]), with the mean α over the stage's steps.
     pub lr_over_batch: f64,
-    /// α·ν·β/(1−β), the z-sequence offset (§2 condition 2, \[D\]).
+    /// α·ν·β/(1−β), the z-sequence offset (§2 condition 2, \[D\]), averaged over the stage's
+    /// steps.
     pub momentum_offset: f64,
+    /// The largest α/(1−β) over the stage's steps, for §2 condition 3.
+    pub lr_over_one_minus_beta: f64,
     /// κ = αhβ(1−ν)/(1−β) at the reported curvature (§3.2, \[D\]).
     pub kappa: f64,
     /// Effective temperature ψ at the reported curvature (§3.2, \[D\]).
@@ -214,13 +230,21 @@ pub struct StageExplanation {
     /// Exact stationary variance at the reported curvature, relative to stage 1 (§3.2,
     /// \[D\]); `None` when this stage or stage 1 is unstable at that curvature.
     pub variance_rel: Option<f64>,
-    /// Divergence threshold α_max at h_max (§1, \[Q\] Gitman et al.).
+    /// Divergence threshold α_max at h_max (§1, \[Q\] Gitman et al.), with the β of the step
+    /// of the smallest margin.
     pub lr_max: f64,
-    /// Stability margin 1 − α/α_max at h_max (negative: diverges).
+    /// α at the step of the smallest stability margin (α without a within-stage schedule; the
+    /// largest α when the schedule leaves β alone).
+    pub lr_at_edge: f64,
+    /// Step within the stage (0-based) of the smallest stability margin.
+    pub edge_step: u64,
+    /// Smallest stability margin 1 − α_t/α_max(β_t) over the stage's steps, at h_max
+    /// (negative: diverges).
     pub stability_margin: f64,
-    /// `true` when α < α_max at h_max.
+    /// `true` when α_t < α_max at h_max at every step of the stage.
     pub stable: bool,
-    /// Local linear rate at h_max: the largest modulus of the characteristic roots (§1).
+    /// Local linear rate at h_max at the step of the smallest margin: the largest modulus of
+    /// the characteristic roots (§1).
     pub rate_at_h_max: f64,
 }
 
@@ -558,7 +582,7 @@ fn lr_times_t(explained: &[StageExplanation], tol: f64) -> Verdict {
     for s in &explained[1..] {
         let d = rel(s.lr_times_steps, steps[0]);
         if d < -tol {
-            let needed = (steps[0] / s.lr).ceil();
+            let needed = (steps[0] / s.lr_mean).ceil();
             v.warning(
                 Severity::Warning,
                 WarningKind::LrTimesSteps,
@@ -566,7 +590,7 @@ fn lr_times_t(explained: &[StageExplanation], tol: f64) -> Verdict {
                 format!(
                     "stage {}: α·T = {} (T = {} iterations) is {} of stage 1's {}: the stage is \
                      too short for its learning rate; §2 condition 1 (which counts iterations) \
-                     needs α·T constant, i.e. about {} iterations ({} epochs) for α = {}",
+                     needs α·T constant, i.e. about {} iterations ({} epochs) for {}α = {}",
                     s.stage,
                     fmt_num(s.lr_times_steps),
                     s.length_steps,
@@ -574,7 +598,8 @@ fn lr_times_t(explained: &[StageExplanation], tol: f64) -> Verdict {
                     fmt_num(steps[0]),
                     fmt_num(needed),
                     fmt_num(needed / s.steps_per_epoch as f64),
-                    fmt_num(s.lr)
+                    if s.schedule.is_some() { "a mean " } else { "" },
+                    fmt_num(s.lr_mean)
                 ),
             );
         }
@@ -660,11 +685,26 @@ fn lr_below_smoothness(explained: &[StageExplanation], l: f64, tol: f64) -> Verd
     let mut v = Verdict::default();
     let (mut dev, mut at) = (0.0, None);
     for s in explained {
-        let d = (s.lr * l / (1.0 - s.beta) - 1.0).max(0.0);
+        let d = (s.lr_over_one_minus_beta * l - 1.0).max(0.0);
         if d > dev {
             (dev, at) = (d, Some(s.stage));
         }
-        if d > tol {
+        if d > tol && s.schedule.is_some() {
+            v.warning(
+                Severity::Warning,
+                WarningKind::LrBelowSmoothness,
+                Some(s.stage),
+                format!(
+                    "stage {}: its within-stage schedule reaches α/(1−β) = {}, above 1/L = {} \
+                     by {}: §2 condition 3 (α ≤ c·(1−β)/L with c = 1) fails at some step; lower \
+                     the schedule's peak α or β",
+                    s.stage,
+                    fmt_num(s.lr_over_one_minus_beta),
+                    fmt_num(1.0 / l),
+                    pct(d)
+                ),
+            );
+        } else if d > tol {
             v.warning(
                 Severity::Warning,
                 WarningKind::LrBelowSmoothness,
@@ -760,7 +800,25 @@ fn lr_over_batch(explained: &[StageExplanation], tol: f64) -> Verdict {
 fn stability(explained: &[StageExplanation], h_max: f64) -> Verdict {
     let mut v = Verdict::default();
     for s in explained {
-        if !s.stable {
+        if !s.stable && s.schedule.is_some() {
+            v.warning(
+                Severity::Warning,
+                WarningKind::Unstable,
+                Some(s.stage),
+                format!(
+                    "stage {} is unstable for curvature {}: its within-stage schedule reaches \
+                     α = {} ≥ α_max = {} at step {} of the stage (QHM diverges along that \
+                     direction, §1; the mean α {} does not matter, the largest does); lower the \
+                     schedule's peak α, or raise ν·β",
+                    s.stage,
+                    fmt_num(h_max),
+                    fmt_num(s.lr_at_edge),
+                    fmt_num(s.lr_max),
+                    s.edge_step,
+                    fmt_num(s.lr_mean)
+                ),
+            );
+        } else if !s.stable {
             v.warning(
                 Severity::Warning,
                 WarningKind::Unstable,
@@ -783,7 +841,7 @@ fn stability(explained: &[StageExplanation], h_max: f64) -> Verdict {
                     "stage {}: α = {} is within {:.0}% of α_max = {} at curvature {}: the \
                      stationary variance is inflated by 1/margin = {}",
                     s.stage,
-                    fmt_num(s.lr),
+                    fmt_num(s.lr_at_edge),
                     100.0 * s.stability_margin,
                     fmt_num(s.lr_max),
                     fmt_num(h_max),
@@ -795,7 +853,7 @@ fn stability(explained: &[StageExplanation], h_max: f64) -> Verdict {
     v
 }
 
-/// A note for each stage with a within-stage schedule, which the theory treats as constant.
+/// A note for each stage with a within-stage schedule: how the theory's numbers account for it.
 fn within_stage_schedules(explained: &[StageExplanation]) -> Verdict {
     let mut v = Verdict::default();
     for s in explained {
@@ -805,9 +863,17 @@ fn within_stage_schedules(explained: &[StageExplanation]) -> Verdict {
                 WarningKind::WithinStageSchedule,
                 Some(s.stage),
                 format!(
-                    "stage {} has a within-stage schedule ({sched}); the theory treats stages as \
-                     constant, so its numbers use the base α = {}, β = {}",
+                    "stage {} has a within-stage schedule ({sched}): α·T is the sum of α over \
+                     its {} steps ({}; mean α {}, largest {}), α/b and α·ν·β/(1−β) are means \
+                     over the steps, stability is that of its worst step (step {}), and the \
+                     bound proxy follows α step by step; only κ, ψ and V/V₁ use the base \
+                     α = {}, β = {}",
                     s.stage,
+                    s.length_steps,
+                    fmt_num(s.lr_times_steps),
+                    fmt_num(s.lr_mean),
+                    fmt_num(s.lr_peak),
+                    s.edge_step,
                     fmt_num(s.lr),
                     fmt_num(s.beta)
                 ),
@@ -854,11 +920,32 @@ fn explain_stage(
     let x = &s.hyper;
     x.validate(i)?;
     let p = x.qhm();
-    let lr_max = divergence_threshold(x.beta, x.nu, h_max)?;
     let variance_rel = match (stage_var(x, h), first_var) {
         (Some(v), Some(v1)) if v1 > 0.0 => Some(v / v1),
         _ => None,
     };
+    // The step of the smallest stability margin, over the runs of constant (α, β) (one run,
+    // the stage itself, without a schedule). α = 0 runs are not pieces: they are stable.
+    let base_max = divergence_threshold(x.beta, x.nu, h_max)?;
+    let mut edge = (f64::NEG_INFINITY, 0u64, 0.0, base_max, p);
+    let mut offset_sum = 0.0;
+    let mut lr_over_one_minus_beta = 0.0f64;
+    let mut step = 0u64;
+    for piece in &s.pieces {
+        let lr_max = divergence_threshold(piece.beta, piece.nu, h_max)?;
+        let ratio = piece.lr / lr_max;
+        if ratio > edge.0 {
+            edge = (ratio, step, piece.lr, lr_max, piece.qhm());
+        }
+        offset_sum +=
+            piece.lr * piece.nu * piece.beta / (1.0 - piece.beta) * piece.length_steps as f64;
+        lr_over_one_minus_beta = lr_over_one_minus_beta.max(piece.lr / (1.0 - piece.beta));
+        step += piece.length_steps;
+    }
+    let (_, edge_step, lr_at_edge, lr_max, edge_p) = edge;
+    let scheduled = s.schedule.is_some();
+    let t = x.length_steps as f64;
+    let lr_mean = s.lr_mean();
     Ok(StageExplanation {
         stage: i + 1,
         lr: x.lr,
@@ -870,17 +957,34 @@ fn explain_stage(
         length_steps: x.length_steps,
         steps_per_epoch: s.steps_per_epoch,
         schedule: s.schedule.clone(),
-        lr_times_epochs: x.lr * s.length_epochs,
-        lr_times_steps: x.lr * x.length_steps as f64,
-        lr_over_batch: x.lr / x.batch_size,
-        momentum_offset: x.lr * x.nu * x.beta / (1.0 - x.beta),
+        lr_mean,
+        lr_peak: s.lr_peak,
+        lr_times_epochs: if scheduled {
+            s.lr_sum / s.steps_per_epoch as f64
+        } else {
+            x.lr * s.length_epochs
+        },
+        lr_times_steps: s.lr_sum,
+        lr_over_batch: lr_mean / x.batch_size,
+        momentum_offset: if scheduled {
+            offset_sum / t
+        } else {
+            x.lr * x.nu * x.beta / (1.0 - x.beta)
+        },
+        lr_over_one_minus_beta: if scheduled {
+            lr_over_one_minus_beta
+        } else {
+            x.lr / (1.0 - x.beta)
+        },
         kappa: kappa(&p, h)?,
         psi: effective_temperature(&p, h)?,
         variance_rel,
         lr_max,
-        stability_margin: 1.0 - x.lr / lr_max,
-        stable: x.lr < lr_max,
-        rate_at_h_max: convergence_rate(&p, h_max)?,
+        lr_at_edge,
+        edge_step,
+        stability_margin: 1.0 - lr_at_edge / lr_max,
+        stable: lr_at_edge < lr_max,
+        rate_at_h_max: convergence_rate(&edge_p, h_max)?,
     })
 }
 
@@ -889,7 +993,7 @@ fn bound_summary(
     spec: &Spectrum,
     opts: &ExplainOptions,
 ) -> Result<BoundSummary, TheoryError> {
-    let hypers: Vec<StageHyper> = stages.iter().map(|s| s.hyper).collect();
+    let pieces: Vec<Vec<StageHyper>> = stages.iter().map(|s| s.pieces.clone()).collect();
     let bo = BoundOptions {
         prior_var: opts.prior_var,
         delta: opts.delta,
@@ -897,16 +1001,10 @@ fn bound_summary(
         carry_over: opts.carry_over,
         ..BoundOptions::default()
     };
-    let mut kl_after_stage = Vec::with_capacity(hypers.len());
-    let mut gap_after_stage = Vec::with_capacity(hypers.len());
-    for k in 1..hypers.len() {
-        let r = plan_bound(&hypers[..k], spec, &bo)?;
-        kl_after_stage.push(r.kl);
-        gap_after_stage.push(r.gap);
-    }
-    let full = plan_bound(&hypers, spec, &bo)?;
-    kl_after_stage.push(full.kl);
-    gap_after_stage.push(full.gap);
+    let by_stage = plan_bound_pieces(&pieces, spec, &bo)?;
+    let full = *by_stage
+        .last()
+        .ok_or(TheoryError::Empty { field: "stages" })?;
     Ok(BoundSummary {
         dim: spec.dim(),
         prior_var: bo.prior_var,
@@ -915,8 +1013,8 @@ fn bound_summary(
         kl: full.kl,
         gap: full.gap,
         risk_inflation: full.risk_inflation,
-        kl_after_stage,
-        gap_after_stage,
+        kl_after_stage: by_stage.iter().map(|b| b.kl).collect(),
+        gap_after_stage: by_stage.iter().map(|b| b.gap).collect(),
     })
 }
 

@@ -57,8 +57,9 @@ pub use asgd::{
     LrRecommendation, MomentumMatch, Staleness,
 };
 pub use bound::{
-    final_variance, gaussian_kl, pac_bayes_gap, plan_bound, risk_inflation, stage_variance,
-    BoundOptions, BoundReport, CarryOver, InitialState, Spectrum,
+    final_variance, gaussian_kl, pac_bayes_gap, plan_bound, plan_bound_pieces, risk_inflation,
+    stage_variance, variances_after_stages, BoundOptions, BoundReport, CarryOver, InitialState,
+    Spectrum, StageBound,
 };
 pub use error::{Result, TheoryError};
 pub use explain::{

@@ -407,6 +407,7 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
         stages: opts.stages,
         drop: opts.drop,
         weight_decay: opts.weight_decay,
+        ..RecipeParams::default()
     };
     let plan = match recipe.build(Recipe::Stagewise) {
         Err(PlanError::BatchTooSmall {

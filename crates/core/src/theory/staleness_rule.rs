@@ -121,6 +121,9 @@ pub struct AdaptedRecipe {
 }
 
 /// What the rule did to a run's plan.
+// Built once per run and matched by value in train and the CLI: boxing the adapted recipe
+// (which grew with the warm-up and decay fields of RecipeParams) would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RuleOutcome {
@@ -245,6 +248,7 @@ mod tests {
             stages: 3,
             drop: 2.0,
             weight_decay: 5e-4,
+            ..RecipeParams::default()
         }
     }
 

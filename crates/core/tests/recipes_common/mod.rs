@@ -16,5 +16,6 @@ pub fn paper_scale() -> RecipeParams {
         stages: 4,
         drop: 2.0,
         weight_decay: 0.0,
+        ..RecipeParams::default()
     }
 }
