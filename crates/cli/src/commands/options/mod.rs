@@ -23,7 +23,7 @@ use clap::{Args, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use stagewise_core::optim::WeightDecay;
-use stagewise_core::schedule::{Plan, Recipe, RecipeParams};
+use stagewise_core::schedule::{CooldownShape, Plan, Recipe, RecipeParams};
 use stagewise_core::theory::AsgdRule;
 use stagewise_train::{DataConfig, DatasetKind, TrainConfig};
 
@@ -41,6 +41,17 @@ pub fn optimizer_help(what: &str) -> String {
     )
 }
 
+fn recipe_help() -> String {
+    let names: Vec<&str> = Recipe::ALL.iter().map(|r| r.name()).collect();
+    with_default(
+        &format!(
+            "Recipe that builds the plan: {} (docs/recipes.md)",
+            names.join(", ")
+        ),
+        Recipe::default(),
+    )
+}
+
 fn preset() -> RecipeParams {
     RecipeParams::default()
 }
@@ -49,10 +60,7 @@ fn preset() -> RecipeParams {
 /// ([`RecipeParams::default`], shown by `stagewise plan show --recipe stagewise`).
 #[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecipeArgs {
-    #[arg(long, help = with_default(
-        "Recipe that builds the plan: stagewise, step, cosine, onecycle, constant",
-        Recipe::default(),
-    ))]
+    #[arg(long, help = recipe_help())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe: Option<Recipe>,
 
@@ -105,6 +113,42 @@ pub struct RecipeArgs {
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
+
+    /// Recipe: linear warm-up of α over the first N epochs (any recipe; not with --warmup-steps).
+    #[arg(long, value_name = "N", conflicts_with = "warmup_steps")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<u64>,
+
+    /// Recipe: linear warm-up of α over the first N optimizer steps (any recipe).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+
+    #[arg(long, value_name = "F", help = with_default(
+        "Recipe: the warm-up starts at F·α, F in [0, 1]", preset().warmup_start_fraction,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_start_fraction: Option<f64>,
+
+    #[arg(long, value_name = "F", help = with_default(
+        "Recipe: cosine, linear and wsd decay α to F·α, F in [0, 1]",
+        preset().final_lr_fraction,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_lr_fraction: Option<f64>,
+
+    #[arg(long, value_name = "F", help = with_default(
+        "Recipe: wsd cools down over the last fraction F of the steps, F in (0, 1]",
+        preset().cooldown_fraction,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_fraction: Option<f64>,
+
+    #[arg(long, value_name = "linear|sqrt", help = with_default(
+        "Recipe: shape of the wsd cooldown", preset().cooldown_shape,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_shape: Option<CooldownShape>,
 }
 
 impl RecipeArgs {
@@ -120,6 +164,14 @@ impl RecipeArgs {
             stages: self.stages.unwrap_or(d.stages),
             drop: self.drop.unwrap_or(d.drop),
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            warmup_epochs: self.warmup_epochs.or(d.warmup_epochs),
+            warmup_steps: self.warmup_steps.or(d.warmup_steps),
+            warmup_start_fraction: self
+                .warmup_start_fraction
+                .unwrap_or(d.warmup_start_fraction),
+            final_lr_fraction: self.final_lr_fraction.unwrap_or(d.final_lr_fraction),
+            cooldown_fraction: self.cooldown_fraction.unwrap_or(d.cooldown_fraction),
+            cooldown_shape: self.cooldown_shape.unwrap_or(d.cooldown_shape),
         };
         (self.recipe.unwrap_or_default(), params)
     }
