@@ -14,7 +14,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("eval.csv");
 //! let row = EvalRow { update: 10, epoch: Some(1.0), elapsed_s: 2.5, loss: 0.4,
-//!                     accuracy: Some(0.9), examples: 100 };
+//!                     accuracy: Some(0.9), examples: 100, val_loss: None, val_accuracy: None };
 //! write_rows(&path, &[row.clone()]).unwrap();
 //! assert_eq!(read_rows::<EvalRow>(&path).unwrap(), vec![row]);
 //! ```
@@ -45,7 +45,8 @@ pub enum RunKind {
     PsServe,
 }
 
-/// One evaluation on the test set (a row of `eval.csv`).
+/// One evaluation on the test set, and on the validation split when the run holds one out
+/// (a row of `eval.csv`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
     /// Optimizer updates applied before the evaluation (the server version for ASGD).
@@ -60,6 +61,12 @@ pub struct EvalRow {
     pub accuracy: Option<f64>,
     /// Examples evaluated.
     pub examples: u64,
+    /// Mean loss on the validation split (held out of the training set), when there is one.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation split, when there is one.
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
 }
 
 /// One point of the training curve (a row of `train.csv`); fields a run kind does not have are
@@ -119,8 +126,12 @@ pub struct RunSummary<D> {
     pub completed: bool,
     /// The last evaluation.
     pub final_eval: Option<EvalRow>,
-    /// The evaluation with the highest accuracy (the first of equals).
+    /// The evaluation with the highest test accuracy (the first of equals).
     pub best_eval: Option<EvalRow>,
+    /// The evaluation with the highest validation accuracy (the first of equals); `None`
+    /// when the run held out no validation split. Selecting on it never looks at the test set.
+    #[serde(default)]
+    pub best_val_eval: Option<EvalRow>,
     /// What only this kind of run has (the configuration, worker statistics, …).
     pub details: D,
 }
@@ -166,13 +177,27 @@ pub enum RecordError {
 }
 
 impl EvalRow {
-    /// The evaluation with the highest accuracy, the first of equals.
+    /// The evaluation with the highest test accuracy, the first of equals.
     pub fn best(rows: &[EvalRow]) -> Option<&EvalRow> {
-        rows.iter()
+        Self::best_by(rows, |r| r.accuracy)
+    }
+
+    /// The evaluation with the highest validation accuracy, the first of equals; `None` when no
+    /// row has one.
+    pub fn best_val(rows: &[EvalRow]) -> Option<&EvalRow> {
+        Self::best_by(rows.iter().filter(|r| r.val_accuracy.is_some()), |r| {
+            r.val_accuracy
+        })
+    }
+
+    fn best_by<'a>(
+        rows: impl IntoIterator<Item = &'a EvalRow>,
+        key: impl Fn(&EvalRow) -> Option<f64>,
+    ) -> Option<&'a EvalRow> {
+        rows.into_iter()
             .fold(None, |best: Option<&EvalRow>, r| match best {
                 Some(b)
-                    if b.accuracy.unwrap_or(f64::NEG_INFINITY)
-                        >= r.accuracy.unwrap_or(f64::NEG_INFINITY) =>
+                    if key(b).unwrap_or(f64::NEG_INFINITY) >= key(r).unwrap_or(f64::NEG_INFINITY) =>
                 {
                     Some(b)
                 }
@@ -200,14 +225,16 @@ impl<D> RunSummary<D> {
             completed: false,
             final_eval: None,
             best_eval: None,
+            best_val_eval: None,
             details,
         }
     }
 
-    /// Sets `final_eval` and `best_eval` from the run's evaluations.
+    /// Sets `final_eval`, `best_eval` and `best_val_eval` from the run's evaluations.
     pub fn with_evals(mut self, evals: &[EvalRow]) -> Self {
         self.final_eval = evals.last().cloned();
         self.best_eval = EvalRow::best(evals).cloned();
+        self.best_val_eval = EvalRow::best_val(evals).cloned();
         self
     }
 
@@ -295,6 +322,8 @@ mod tests {
             loss: 1.0 - accuracy,
             accuracy: Some(accuracy),
             examples: 10,
+            val_loss: None,
+            val_accuracy: None,
         }
     }
 
@@ -303,6 +332,31 @@ mod tests {
         let rows = [eval(1, 0.5), eval(2, 0.8), eval(3, 0.8), eval(4, 0.7)];
         assert_eq!(EvalRow::best(&rows).unwrap().update, 2);
         assert!(EvalRow::best(&[]).is_none());
+        assert!(EvalRow::best_val(&rows).is_none());
+    }
+
+    #[test]
+    fn the_best_validation_row_ignores_the_test_set() {
+        let mut rows = vec![eval(1, 0.9), eval(2, 0.5), eval(3, 0.6)];
+        for (r, v) in rows.iter_mut().zip([0.7, 0.8, 0.8]) {
+            r.val_accuracy = Some(v);
+        }
+        assert_eq!(EvalRow::best_val(&rows).unwrap().update, 2);
+        assert_eq!(EvalRow::best(&rows).unwrap().update, 1);
+    }
+
+    #[test]
+    fn eval_files_without_validation_columns_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EVAL_FILE);
+        std::fs::write(
+            &path,
+            "update,epoch,elapsed_s,loss,accuracy,examples\n5,1.0,2.0,0.5,0.8,100\n",
+        )
+        .unwrap();
+        let rows: Vec<EvalRow> = read_rows(&path).unwrap();
+        assert_eq!(rows[0].accuracy, Some(0.8));
+        assert_eq!(rows[0].val_accuracy, None);
     }
 
     #[test]

@@ -30,11 +30,15 @@ pub struct Dataset {
     classes: usize,
 }
 
-/// A training split and a test split of the same dataset.
+/// A training split and a test split of the same dataset, and optionally a validation split
+/// held out of the training data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Splits {
-    /// The training split (60 000 items for Fashion-MNIST).
+    /// The training split (60 000 items for Fashion-MNIST, less any validation split).
     pub train: Dataset,
+    /// The validation split, held out of the training data ([`Dataset::stratified_split`]);
+    /// `None` unless asked for.
+    pub val: Option<Dataset>,
     /// The test split (10 000 items for Fashion-MNIST).
     pub test: Dataset,
 }
@@ -212,11 +216,40 @@ impl Dataset {
     /// On Fashion-MNIST's balanced training split, `stratified_subset(6000,
     /// seed)` holds exactly 600 items per class.
     pub fn stratified_subset(&self, n: usize, seed: u64) -> Dataset {
-        let total = self.len();
-        let n = n.min(total);
-        if n == total {
+        if n >= self.len() {
             return self.clone();
         }
+        self.gather(&self.stratified_indices(n, seed))
+    }
+
+    /// Splits the data in two: `min(n, len)` items chosen as [`Dataset::stratified_subset`]
+    /// chooses them, and the rest, both in their original order. Every item is in exactly one
+    /// of the two.
+    ///
+    /// ```
+    /// # let ds = stagewise_data::synthetic(&stagewise_data::SyntheticConfig::small())?.train;
+    /// let (val, rest) = ds.stratified_split(50, 7);
+    /// assert_eq!(val, ds.stratified_subset(50, 7));
+    /// assert_eq!(val.len() + rest.len(), ds.len());
+    /// # Ok::<(), stagewise_data::DataError>(())
+    /// ```
+    pub fn stratified_split(&self, n: usize, seed: u64) -> (Dataset, Dataset) {
+        let chosen = if n >= self.len() {
+            (0..self.len()).collect()
+        } else {
+            self.stratified_indices(n, seed)
+        };
+        let mut in_chosen = vec![false; self.len()];
+        for &i in &chosen {
+            in_chosen[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !in_chosen[i]).collect();
+        (self.gather(&chosen), self.gather(&rest))
+    }
+
+    /// The sorted indices [`Dataset::stratified_subset`] keeps, for `n < len`.
+    fn stratified_indices(&self, n: usize, seed: u64) -> Vec<usize> {
+        let total = self.len();
         let counts = self.class_counts();
         // Quotas by largest remainder: floor shares first, then one extra
         // item to the classes with the largest fractional parts (ties: lower
@@ -247,7 +280,7 @@ impl Dataset {
             chosen.extend_from_slice(picked);
         }
         chosen.sort_unstable();
-        self.gather(&chosen)
+        chosen
     }
 
     /// The part of the data that worker `worker_index` of `num_workers`

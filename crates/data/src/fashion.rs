@@ -79,7 +79,11 @@ impl FashionMnist {
         let path = |base: &str| Self::find_file(dir, base).unwrap_or_else(|| dir.join(base));
         let train = Self::load_split(&path(Self::TRAIN_IMAGES), &path(Self::TRAIN_LABELS))?;
         let test = Self::load_split(&path(Self::TEST_IMAGES), &path(Self::TEST_LABELS))?;
-        Ok(Splits { train, test })
+        Ok(Splits {
+            train,
+            val: None,
+            test,
+        })
     }
 
     /// The path of `base` or `base.gz` in `dir`, whichever exists (raw first).

@@ -119,7 +119,11 @@ pub fn synthetic(config: &SyntheticConfig) -> Result<Splits, DataError> {
         config.test_size,
         Purpose::SyntheticTest,
     )?;
-    Ok(Splits { train, test })
+    Ok(Splits {
+        train,
+        val: None,
+        test,
+    })
 }
 
 /// One `rows * cols` intensity map in `[0, 1]` per class.

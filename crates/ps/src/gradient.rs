@@ -48,6 +48,12 @@ pub struct EvalStats {
     pub accuracy: Option<f64>,
     /// Number of examples evaluated.
     pub examples: u64,
+    /// Mean loss on the validation split, when the evaluator holds one.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation split, when the evaluator holds one.
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
 }
 
 /// Evaluates parameters on a test set; the server calls it at intervals on a copy of its

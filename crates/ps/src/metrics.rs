@@ -272,6 +272,8 @@ impl Metrics {
             loss: stats.loss,
             accuracy: stats.accuracy,
             examples: stats.examples,
+            val_loss: stats.val_loss,
+            val_accuracy: stats.val_accuracy,
         });
     }
 

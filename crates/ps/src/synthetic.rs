@@ -216,6 +216,7 @@ impl Evaluator for SoftmaxEvaluator {
             loss: loss / n,
             accuracy: Some(correct as f64 / n),
             examples: self.data.len() as u64,
+            ..EvalStats::default()
         })
     }
 }
@@ -296,6 +297,7 @@ impl Evaluator for NoisyQuadratic {
             loss: self.loss(params),
             accuracy: None,
             examples: 0,
+            ..EvalStats::default()
         })
     }
 }

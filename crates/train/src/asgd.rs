@@ -433,6 +433,7 @@ pub struct ModelEvaluator {
     seed: u64,
     num_params: usize,
     test: Dataset,
+    val: Option<Dataset>,
     data: DataConfig,
     batch_size: usize,
 }
@@ -473,9 +474,17 @@ impl ModelEvaluator {
             seed,
             num_params,
             test,
+            val: None,
             data: data.clone(),
             batch_size,
         })
+    }
+
+    /// Also scores every evaluation on `val` (the validation split held out of the training
+    /// set), when given; an empty split counts as none.
+    pub fn with_validation(mut self, val: Option<Dataset>) -> Self {
+        self.val = val.filter(|v| !v.is_empty());
+        self
     }
 
     /// Number of parameters the evaluated model has.
@@ -500,13 +509,22 @@ impl Evaluator for ModelEvaluator {
         };
         let model = bridge::write_params(model, params)
             .map_err(|e| GradientError(format!("writing parameters into the model: {e}")))?;
-        let result = evaluate(&model, &self.test, self.batch_size, &self.data);
+        let result = evaluate(&model, &self.test, self.batch_size, &self.data).and_then(|test| {
+            let val = self
+                .val
+                .as_ref()
+                .map(|v| evaluate(&model, v, self.batch_size, &self.data))
+                .transpose()?;
+            Ok((test, val))
+        });
         self.model = Some(model);
-        let (loss, accuracy) = result.map_err(|e| GradientError(e.to_string()))?;
+        let ((loss, accuracy), val) = result.map_err(|e| GradientError(e.to_string()))?;
         Ok(EvalStats {
             loss,
             accuracy: Some(accuracy),
             examples: self.test.len() as u64,
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
         })
     }
 }

@@ -55,6 +55,10 @@ impl std::fmt::Display for DatasetKind {
     }
 }
 
+/// The seed that chooses the validation split: fixed, so that runs with different seeds, and
+/// every method of a comparison, validate on the same images.
+pub const VAL_SPLIT_SEED: u64 = 0x7661_6c5f_7370_6c74;
+
 /// Where the data comes from and how much of it is used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +74,11 @@ pub struct DataConfig {
     pub train_subset: Option<usize>,
     /// Evaluate on a stratified subset of this many images.
     pub test_subset: Option<usize>,
+    /// Hold this many training images out as a validation split (stratified, chosen with
+    /// [`VAL_SPLIT_SEED`], so every run on this dataset holds out the same images, whatever
+    /// its seed), before any `train_subset` is taken from the rest.
+    #[serde(default)]
+    pub val_split: Option<usize>,
     /// Random crop (padding 2) and horizontal flip.
     pub augment: bool,
 }
@@ -82,6 +91,7 @@ impl Default for DataConfig {
             download: true,
             train_subset: None,
             test_subset: None,
+            val_split: None,
             augment: false,
         }
     }
@@ -95,6 +105,8 @@ impl DataConfig {
     pub fn describe(&self) -> Result<String, DataError> {
         let subset = |what: &str, n: Option<usize>| n.map(|n| format!(", {what} subset {n}"));
         let subsets: String = [
+            self.val_split
+                .map(|n| format!(", {n} training images held out for validation")),
             subset("train", self.train_subset),
             subset("test", self.test_subset),
         ]
@@ -122,7 +134,8 @@ impl DataConfig {
         Ok(format!("{source}{subsets}{augment}"))
     }
 
-    /// Loads the train and test splits, subsetting them as asked (stratified, seeded).
+    /// Loads the train and test splits, holds out the validation split and takes the subsets
+    /// asked for (stratified; subsets are chosen from `seed`).
     pub fn load(&self, seed: u64) -> Result<Splits, DataError> {
         let splits = match self.dataset {
             DatasetKind::FashionMnist => {
@@ -131,7 +144,7 @@ impl DataConfig {
                 locate.load()?
             }
             DatasetKind::Synthetic => synthetic(&SyntheticConfig {
-                train_size: self.train_subset.unwrap_or(6000),
+                train_size: self.train_subset.unwrap_or(6000) + self.val_split.unwrap_or(0),
                 test_size: self.test_subset.unwrap_or(1000),
                 ..SyntheticConfig::default().with_seed(seed)
             })?,
@@ -140,8 +153,24 @@ impl DataConfig {
             Some(n) if n < d.len() => d.stratified_subset(n, seed),
             _ => d,
         };
+        let (val, train) = match self.val_split {
+            None | Some(0) => (None, splits.train),
+            Some(n) if n >= splits.train.len() => {
+                return Err(DataError::InvalidArgument(format!(
+                    "val_split = {n} is out of range for a training set of {} images; \
+                     allowed: 0 <= val_split < {}",
+                    splits.train.len(),
+                    splits.train.len()
+                )))
+            }
+            Some(n) => {
+                let (val, rest) = splits.train.stratified_split(n, VAL_SPLIT_SEED);
+                (Some(val), rest)
+            }
+        };
         Ok(Splits {
-            train: subset(splits.train, self.train_subset),
+            train: subset(train, self.train_subset),
+            val,
             test: subset(splits.test, self.test_subset),
         })
     }
@@ -195,5 +224,33 @@ mod tests {
         };
         let e = missing.describe().unwrap_err().to_string();
         assert!(e.contains(&dir.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn the_validation_split_is_held_out_identically_whatever_the_seed() {
+        let data = DataConfig {
+            dataset: DatasetKind::Synthetic,
+            train_subset: Some(300),
+            test_subset: Some(100),
+            val_split: Some(100),
+            ..DataConfig::default()
+        };
+        let a = data.load(1).unwrap();
+        let b = data.load(1).unwrap();
+        assert_eq!(a, b);
+        let val = a.val.as_ref().unwrap();
+        assert_eq!((val.len(), a.train.len()), (100, 300));
+        assert_eq!(val.class_counts(), vec![10; 10]);
+        // No validation image is trained on.
+        let trained: std::collections::HashSet<&[u8]> =
+            (0..a.train.len()).map(|i| a.train.image(i)).collect();
+        assert!((0..val.len()).all(|i| !trained.contains(val.image(i))));
+        assert!(data.describe().unwrap().contains("100 training images held out"));
+        let too_many = DataConfig {
+            val_split: Some(10_000),
+            ..data
+        };
+        let e = too_many.load(1).unwrap_err().to_string();
+        assert!(e.contains("val_split = 10000") && e.contains("allowed"), "{e}");
     }
 }

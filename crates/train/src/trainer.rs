@@ -1,7 +1,8 @@
 //! The staged trainer: runs a [`Plan`] on a model, rebuilding the batching with each stage's
 //! batch size and switching α, β, ν in the optimizer, whose buffers carry over.
 //!
-//! Every epoch: train (one optimizer step per batch), evaluate on the test set, append a row to
+//! Every epoch: train (one optimizer step per batch), evaluate on the test set (and on the
+//! validation split, when [`DataConfig::val_split`] holds one out), append a row to
 //! `train.csv` and `eval.csv`, write `checkpoint.safetensors` atomically. At the end,
 //! `summary.json` (the run record of [`stagewise_core::record`]).
 //! The optimizers of `stagewise-core` run on the flat parameter vector ([`crate::bridge`]).
@@ -459,12 +460,14 @@ fn run_epochs(
         bar.finish_and_clear();
         images_seen += seen;
         let at_x = evaluation_model(&state, &splits.train, config, epoch)?;
-        let (test_loss, test_acc) = evaluate(
-            at_x.as_ref().unwrap_or(&state.model),
-            &splits.test,
-            config.eval_batch_size,
-            &config.data,
-        )?;
+        let evaluated = at_x.as_ref().unwrap_or(&state.model);
+        let (test_loss, test_acc) =
+            evaluate(evaluated, &splits.test, config.eval_batch_size, &config.data)?;
+        let val = splits
+            .val
+            .as_ref()
+            .map(|v| evaluate(evaluated, v, config.eval_batch_size, &config.data))
+            .transpose()?;
         state.epochs_done = epoch + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
         let (train_loss, train_acc) = (
@@ -505,6 +508,8 @@ fn run_epochs(
             loss: test_loss,
             accuracy: Some(test_acc),
             examples: splits.test.len() as u64,
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
         });
         write_rows(&out_dir.join(TRAIN_FILE), &state.train_rows)?;
         write_rows(&out_dir.join(EVAL_FILE), &state.eval_rows)?;

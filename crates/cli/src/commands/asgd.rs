@@ -216,7 +216,8 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
             Ok(Box::new(w) as Box<dyn GradientSource>)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let evaluator = ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?;
+    let evaluator = ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?
+        .with_validation(splits.val);
     let config = AsgdConfig {
         server,
         init: ParamInit::default(),

@@ -389,7 +389,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &data,
             args.server.eval_batch()?,
             seed,
-        )?))
+        )?
+        .with_validation(splits.val)))
     } else {
         eprintln!("note: {num_shards} shards: no evaluation on the server (it sees one shard)");
         None

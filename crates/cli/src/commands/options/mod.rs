@@ -256,6 +256,12 @@ pub struct DataArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_subset: Option<usize>,
 
+    /// Hold this many training images out as a validation split, evaluated beside the test
+    /// set every time (stratified; the same images for every seed).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_split: Option<usize>,
+
     /// Random-crop (padding 2) and horizontal-flip augmentation.
     #[arg(long)]
     #[serde(default)]
@@ -284,6 +290,7 @@ impl DataArgs {
             download: !self.no_download,
             train_subset: self.train_subset,
             test_subset: self.test_subset,
+            val_split: self.val_split,
             augment: self.augment,
         }
     }
