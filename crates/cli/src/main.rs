@@ -37,6 +37,11 @@ enum Command {
     Asgd(Box<commands::asgd::AsgdArgs>),
     /// Asynchronous SGD across processes and machines: parameter servers and workers (gRPC).
     Ps(commands::ps::PsArgs),
+    /// Compare methods × learning rates × seeds on real data; writes a report with statistics
+    /// and plots.
+    Compare(commands::compare::CompareArgs),
+    /// Plots and a short table for finished runs (train, asgd, ps serve).
+    Report(commands::report::ReportArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc.h, v2 and v3; the
@@ -62,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Asgd(args) => commands::asgd::run(*args),
         Command::Ps(args) => commands::ps::run(args),
+        Command::Compare(args) => commands::compare::run(args),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -197,7 +197,8 @@ impl EvalRow {
         rows.into_iter()
             .fold(None, |best: Option<&EvalRow>, r| match best {
                 Some(b)
-                    if key(b).unwrap_or(f64::NEG_INFINITY) >= key(r).unwrap_or(f64::NEG_INFINITY) =>
+                    if key(b).unwrap_or(f64::NEG_INFINITY)
+                        >= key(r).unwrap_or(f64::NEG_INFINITY) =>
                 {
                     Some(b)
                 }

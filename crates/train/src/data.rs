@@ -245,12 +245,18 @@ mod tests {
         let trained: std::collections::HashSet<&[u8]> =
             (0..a.train.len()).map(|i| a.train.image(i)).collect();
         assert!((0..val.len()).all(|i| !trained.contains(val.image(i))));
-        assert!(data.describe().unwrap().contains("100 training images held out"));
+        assert!(data
+            .describe()
+            .unwrap()
+            .contains("100 training images held out"));
         let too_many = DataConfig {
             val_split: Some(10_000),
             ..data
         };
         let e = too_many.load(1).unwrap_err().to_string();
-        assert!(e.contains("val_split = 10000") && e.contains("allowed"), "{e}");
+        assert!(
+            e.contains("val_split = 10000") && e.contains("allowed"),
+            "{e}"
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! [`Tensor`]: burn::Tensor
 
 pub mod asgd;
+pub mod asgd_job;
 pub mod asgd_rule;
 pub mod bench;
 pub mod bridge;
@@ -64,4 +65,4 @@ pub mod metrics;
 pub mod trainer;
 
 pub use data::{DataConfig, DatasetKind};
-pub use trainer::{evaluate, resume, train, RunOptions, TrainConfig, TrainError};
+pub use trainer::{evaluate, resume, train, EpochHook, RunOptions, TrainConfig, TrainError};

@@ -63,13 +63,29 @@ impl Default for TrainConfig {
     }
 }
 
+/// Called after every epoch with (epochs done, epochs in the plan), e.g. to drive a progress
+/// line of `compare`.
+pub type EpochHook = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// How to run (not part of the run's identity).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Draw a progress bar per epoch.
     pub progress: bool,
     /// Stop after this many epochs in total (a checkpoint is written), e.g. to split a run.
     pub stop_after_epochs: Option<u64>,
+    /// Told after every epoch.
+    pub on_epoch: Option<EpochHook>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("progress", &self.progress)
+            .field("stop_after_epochs", &self.stop_after_epochs)
+            .field("on_epoch", &self.on_epoch.is_some())
+            .finish()
+    }
 }
 
 /// Why training stopped with an error.
@@ -119,6 +135,9 @@ pub enum TrainError {
         /// Epochs completed in the last checkpoint (0: none).
         last_good_epoch: u64,
     },
+    /// The parameter server of an asynchronous run failed ([`crate::asgd_job`]).
+    #[error("parameter server: {0}")]
+    Server(#[from] stagewise_ps::PsError),
     /// Reading or writing the run record (metrics, summary) failed.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -461,8 +480,12 @@ fn run_epochs(
         images_seen += seen;
         let at_x = evaluation_model(&state, &splits.train, config, epoch)?;
         let evaluated = at_x.as_ref().unwrap_or(&state.model);
-        let (test_loss, test_acc) =
-            evaluate(evaluated, &splits.test, config.eval_batch_size, &config.data)?;
+        let (test_loss, test_acc) = evaluate(
+            evaluated,
+            &splits.test,
+            config.eval_batch_size,
+            &config.data,
+        )?;
         let val = splits
             .val
             .as_ref()
@@ -514,6 +537,9 @@ fn run_epochs(
         write_rows(&out_dir.join(TRAIN_FILE), &state.train_rows)?;
         write_rows(&out_dir.join(EVAL_FILE), &state.eval_rows)?;
         save_checkpoint(config, out_dir, &state)?;
+        if let Some(hook) = &opts.on_epoch {
+            hook(state.epochs_done, total_epochs);
+        }
     }
     let summary = summarize(config, &state, images_seen, started, total_epochs);
     summary.save(out_dir)?;

@@ -9,12 +9,9 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use stagewise_core::files::write_atomic;
-use stagewise_ps::config::{AsgdConfig, ParamInit};
 use stagewise_ps::metrics::{Summary, STALENESS_BUCKETS};
 use stagewise_ps::worker::WorkerReport;
-use stagewise_ps::GradientSource;
-use stagewise_train::asgd::{initial_params, ModelEvaluator, ModelWorker, StepClock};
+use stagewise_train::asgd_job::AsgdJob;
 use stagewise_train::model::ModelKind;
 use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
 use std::path::PathBuf;
@@ -181,6 +178,7 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     }
     // Option errors first: the rule may spend minutes estimating h_max.
     args.server.policy(workers)?;
+    args.model.check_worker_batch()?;
     let run = server_run(&args.server, workers);
     let plan = plan_for_workers(
         &args.model,
@@ -191,7 +189,6 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
         Audience::Asgd,
         args.quiet,
     )?;
-    let layout = plan.layout(n_train)?;
     let server = args
         .server
         .server_config(args.model.model_id(None), &plan, n_train, workers)?;
@@ -199,32 +196,6 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs/asgd"));
-    // One clock for every worker: the number of gradients computed is the server version
-    // (one update per gradient), or M gradients per update under the synchronous policy.
-    let clock = if args.server.is_sync() {
-        StepClock::shared().with_scale(1.0 / workers as f64)
-    } else {
-        StepClock::shared()
-    };
-    let sources = pools
-        .into_iter()
-        .enumerate()
-        .map(|(i, pool)| {
-            let sizing = args.model.sizing(&layout, &clock)?;
-            let w = ModelWorker::new(kind, &splits.train, i, workers, &data, sizing, seed)?
-                .with_pool(pool);
-            Ok(Box::new(w) as Box<dyn GradientSource>)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let evaluator = ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?
-        .with_validation(splits.val);
-    let config = AsgdConfig {
-        server,
-        init: ParamInit::default(),
-        max_seconds: args.max_seconds,
-        metrics_dir: Some(out.clone()),
-    };
-    let budget = config.server.max_updates.unwrap_or(layout.total_steps());
     if !args.quiet {
         if kind == ModelKind::ResNet {
             eprintln!(
@@ -232,39 +203,39 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
                  server; resnet test accuracy is computed with initial statistics"
             );
         }
+        let budget = match server.max_updates {
+            Some(n) => n,
+            None => plan.layout(n_train)?.total_steps(),
+        };
         eprintln!(
-            "asgd: {kind} on {:?} ({n_train} training examples), {workers} workers, policy {}, \
+            "asgd: {kind} on {} ({n_train} training examples), {workers} workers, policy {}, \
              {budget} updates, writing to {}\n{plan}",
-            data.dataset,
-            config.server.policy.name(),
+            data.describe()?,
+            server.policy.name(),
             out.display()
         );
     }
-    let report = stagewise_ps::run_in_process_from(
-        config.clone(),
-        initial_params(kind, seed),
-        sources,
-        Some(Box::new(evaluator)),
-    )?;
-    let path = out.join("workers.json");
-    let text = serde_json::to_string_pretty(&report.workers)?;
-    write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    let path = out.join("config.json");
-    let text = serde_json::to_string_pretty(&config)?;
-    write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    // The plan as run (after --asgd-rule), for `ps serve`/`ps worker --plan` or `plan explain`.
-    let path = out.join("plan.toml");
-    plan.save(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let job = AsgdJob {
+        model: kind,
+        seed,
+        data: &data,
+        splits: &splits,
+        plan: &plan,
+        server,
+        pools,
+        worker_batch: args.model.worker_batch,
+        eval_batch: args.server.eval_batch()?,
+        max_seconds: args.max_seconds,
+    };
+    let outcome = job.run(&out)?;
     if !args.quiet {
-        for w in &report.workers {
+        for w in &outcome.report.workers {
             eprintln!("{}", worker_line(w));
         }
     }
-    print_summary(&out.display().to_string(), &report.summary);
-    if report.workers.iter().all(|w| w.error.is_some()) {
-        let first = report.workers.iter().find_map(|w| w.error.clone());
-        bail!("every worker failed: {}", first.unwrap_or_default());
+    print_summary(&out.display().to_string(), &outcome.report.summary);
+    if let Some(first) = outcome.all_workers_failed() {
+        bail!("every worker failed: {first}");
     }
     Ok(())
 }

@@ -383,14 +383,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.validate()?;
     // The evaluator sees the server's own shard only: evaluate with a single shard.
     let evaluator: Option<Box<dyn Evaluator>> = if num_shards == 1 {
-        Some(Box::new(ModelEvaluator::new(
-            kind,
-            splits.test,
-            &data,
-            args.server.eval_batch()?,
-            seed,
-        )?
-        .with_validation(splits.val)))
+        Some(Box::new(
+            ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?
+                .with_validation(splits.val),
+        ))
     } else {
         eprintln!("note: {num_shards} shards: no evaluation on the server (it sees one shard)");
         None

@@ -103,6 +103,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let opts = RunOptions {
         progress: !args.quiet,
         stop_after_epochs: args.stop_after_epochs,
+        on_epoch: None,
     };
     let (summary, out) = if let Some(dir) = &args.resume {
         (stagewise_train::resume(dir, &opts)?, dir.clone())

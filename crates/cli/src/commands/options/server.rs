@@ -81,6 +81,14 @@ impl ModelArgs {
         self.plan.build()
     }
 
+    /// Refuses `--worker-batch 0`.
+    pub fn check_worker_batch(&self) -> anyhow::Result<()> {
+        if self.worker_batch == Some(0) {
+            bail!("--worker-batch 0 is out of range; allowed: >= 1");
+        }
+        Ok(())
+    }
+
     /// How worker `i`'s batch size is chosen: fixed, or the plan's stage at `clock`.
     pub fn sizing(&self, layout: &Layout, clock: &StepClock) -> anyhow::Result<BatchSizing> {
         Ok(match self.worker_batch {
