@@ -5,10 +5,12 @@
 //! `stagewise report` read the same files any script can.
 //!
 //! - [`runs`]: one finished run folder, loaded;
+//! - [`comparison`]: a finished grid analysed: the lr chosen per method, tests, equal time;
 //! - [`stats`]: summaries over seeds, confidence intervals, paired tests, Holm's correction;
 //! - [`plots`]: charts as PNG and SVG;
 //! - [`render`]: a report document written as Markdown and as self-contained HTML.
 
+pub mod comparison;
 pub mod plots;
 pub mod render;
 pub mod runs;
