@@ -5,7 +5,8 @@ use crate::experiment::{Experiment, RunSpec};
 use crate::runner::run_dir;
 use serde::Serialize;
 use stagewise_core::files::write_atomic;
-use stagewise_core::record::RecordError;
+use stagewise_core::record::{RecordError, SUMMARY_FILE};
+use stagewise_report::comparison::{compare, Comparison, ComparisonError, GridRun};
 use stagewise_report::runs::RunRecord;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,12 @@ pub enum AnalysisError {
     /// A run's record could not be read.
     #[error("{0}")]
     Record(#[from] RecordError),
+    /// The runs do not make a comparable grid.
+    #[error("{0}")]
+    Comparison(#[from] ComparisonError),
+    /// A plot or the report could not be written.
+    #[error("{0}")]
+    Report(String),
     /// An output could not be written.
     #[error("{path}: {detail}")]
     Output {
@@ -122,4 +129,49 @@ pub fn save_experiment(exp: &Experiment, out: &Path) -> Result<(), AnalysisError
     let path = out.join("experiment.toml");
     let text = toml::to_string(exp).map_err(|e| output_error(&path, e))?;
     write_atomic(&path, text.as_bytes()).map_err(|e| output_error(&path, e))
+}
+
+/// What [`analyse`] wrote and found.
+#[derive(Debug)]
+pub struct AnalysisOutcome {
+    /// The comparison (also `summary.json`).
+    pub comparison: Comparison,
+    /// One row per run (also `results.csv`).
+    pub rows: Vec<ResultRow>,
+    /// The findings in words (also in the report).
+    pub sentences: Vec<String>,
+}
+
+/// Reads the finished grid from `out`, writes `results.csv`, `summary.json`,
+/// `experiment.toml`, the plots and `report.md`/`report.html`.
+pub fn analyse(
+    exp: &Experiment,
+    grid: &[RunSpec],
+    out: &Path,
+) -> Result<AnalysisOutcome, AnalysisError> {
+    let loaded = load_grid(grid, out)?;
+    let rows: Vec<ResultRow> = loaded.iter().map(|(s, r)| result_row(s, r)).collect();
+    write_results(&rows, out)?;
+    save_experiment(exp, out)?;
+    let runs: Vec<GridRun> = loaded
+        .iter()
+        .map(|(spec, record)| GridRun {
+            method: spec.method.clone(),
+            lr: spec.lr,
+            seed: spec.seed,
+            workers: spec.workers(),
+            record: record.clone(),
+        })
+        .collect();
+    let comparison = compare(&runs)?;
+    let path = out.join(SUMMARY_FILE);
+    let text = serde_json::to_string_pretty(&comparison).map_err(|e| output_error(&path, e))?;
+    write_atomic(&path, text.as_bytes()).map_err(|e| output_error(&path, e))?;
+    let sentences = comparison.sentences();
+    crate::report::write_report(exp, &comparison, &runs, &rows, out)?;
+    Ok(AnalysisOutcome {
+        comparison,
+        rows,
+        sentences,
+    })
 }

@@ -10,6 +10,7 @@
 //! The format is documented in docs/compare.md.
 
 pub mod analysis;
+pub mod report;
 pub mod experiment;
 pub mod runner;
 
