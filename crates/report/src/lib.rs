@@ -8,10 +8,12 @@
 //! - [`comparison`]: a finished grid analysed: the lr chosen per method, tests, equal time;
 //! - [`stats`]: summaries over seeds, confidence intervals, paired tests, Holm's correction;
 //! - [`plots`]: charts as PNG and SVG;
-//! - [`render`]: a report document written as Markdown and as self-contained HTML.
+//! - [`render`]: a report document written as Markdown and as self-contained HTML;
+//! - [`runs_report`]: the report on finished runs (`stagewise report`): charts and a summary table.
 
 pub mod comparison;
 pub mod plots;
 pub mod render;
 pub mod runs;
+pub mod runs_report;
 pub mod stats;
