@@ -10,8 +10,8 @@
 //! The format is documented in docs/compare.md.
 
 pub mod analysis;
-pub mod report;
 pub mod experiment;
+pub mod report;
 pub mod runner;
 
 pub use experiment::{Experiment, ExperimentError, Method, RunSpec};

@@ -88,7 +88,11 @@ fn line_chart(
 }
 
 /// Draws every chart of the comparison into `dir`.
-fn figures(comparison: &Comparison, runs: &[GridRun], dir: &Path) -> Result<Vec<Figure>, AnalysisError> {
+fn figures(
+    comparison: &Comparison,
+    runs: &[GridRun],
+    dir: &Path,
+) -> Result<Vec<Figure>, AnalysisError> {
     std::fs::create_dir_all(dir).map_err(report_error)?;
     let mut figures = Vec::new();
     let evals_by = |x: fn(&stagewise_core::record::EvalRow) -> Option<f64>,
@@ -145,12 +149,31 @@ fn figures(comparison: &Comparison, runs: &[GridRun], dir: &Path) -> Result<Vec<
                 .collect()
         }
     };
-    let schedules: [(&str, &str, &str, fn(&stagewise_core::record::TrainRow) -> Option<f64>); 5] = [
-        ("train_loss_epoch", "Training loss against epoch (chosen lr)", "loss", |t| t.loss),
-        ("schedule_lr", "Scheduled α (lr) at each logged point (chosen lr)", "α", |t| Some(t.lr)),
-        ("schedule_momentum", "Scheduled β (momentum)", "β", |t| t.momentum),
+    let schedules: [(
+        &str,
+        &str,
+        &str,
+        fn(&stagewise_core::record::TrainRow) -> Option<f64>,
+    ); 5] = [
+        (
+            "train_loss_epoch",
+            "Training loss against epoch (chosen lr)",
+            "loss",
+            |t| t.loss,
+        ),
+        (
+            "schedule_lr",
+            "Scheduled α (lr) at each logged point (chosen lr)",
+            "α",
+            |t| Some(t.lr),
+        ),
+        ("schedule_momentum", "Scheduled β (momentum)", "β", |t| {
+            t.momentum
+        }),
         ("schedule_nu", "Scheduled ν", "ν", |t| t.nu),
-        ("schedule_batch", "Batch size", "batch size", |t| t.batch_size.map(|b| b as f64)),
+        ("schedule_batch", "Batch size", "batch size", |t| {
+            t.batch_size.map(|b| b as f64)
+        }),
     ];
     for (stem, title, y, field) in schedules {
         let series = method_series(comparison, runs, train_curve(field), None);
@@ -307,9 +330,16 @@ pub fn write_report(
     }));
     report.push(Block::Heading(2, "Learning-rate grids".into()));
     let mut grid = Table {
-        header: ["method", "lr", "validation accuracy", "test accuracy", "seeds", "chosen"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "method",
+            "lr",
+            "validation accuracy",
+            "test accuracy",
+            "seeds",
+            "chosen",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: Vec::new(),
     };
     for m in &comparison.methods {

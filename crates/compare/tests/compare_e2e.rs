@@ -74,7 +74,10 @@ fn a_tiny_grid_reports_the_numbers_of_its_runs_whatever_the_jobs_or_interruption
 
     let one = tempfile::tempdir().unwrap();
     let statuses = run_grid(&grid, one.path(), &options(1)).unwrap();
-    assert!(statuses.iter().all(|s| *s == RunStatus::Ran), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == RunStatus::Ran),
+        "{statuses:?}"
+    );
     let outcome = analyse(&exp, &grid, one.path()).unwrap();
 
     // The table holds each run's own summary.
@@ -100,7 +103,11 @@ fn a_tiny_grid_reports_the_numbers_of_its_runs_whatever_the_jobs_or_interruption
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    let best = if val_mean(0.6) > val_mean(0.3) { 0.6 } else { 0.3 };
+    let best = if val_mean(0.6) > val_mean(0.3) {
+        0.6
+    } else {
+        0.3
+    };
     assert_eq!(stagewise.chosen_lr, best);
     let chosen: Vec<f64> = rows
         .iter()
@@ -116,9 +123,20 @@ fn a_tiny_grid_reports_the_numbers_of_its_runs_whatever_the_jobs_or_interruption
     let acc = format!("{:.4}", stagewise.final_test.mean);
     assert!(md.contains(&acc) && html.contains(&acc), "{md}");
     assert!(md.contains("validation"));
-    for stem in ["test_accuracy_epoch", "test_accuracy_time", "schedule_lr", "schedule_batch"] {
-        assert!(one.path().join(format!("plots/{stem}.png")).exists(), "{stem}");
-        assert!(one.path().join(format!("plots/{stem}.svg")).exists(), "{stem}");
+    for stem in [
+        "test_accuracy_epoch",
+        "test_accuracy_time",
+        "schedule_lr",
+        "schedule_batch",
+    ] {
+        assert!(
+            one.path().join(format!("plots/{stem}.png")).exists(),
+            "{stem}"
+        );
+        assert!(
+            one.path().join(format!("plots/{stem}.svg")).exists(),
+            "{stem}"
+        );
     }
     assert!(html.contains("data:image/png;base64,"));
 
@@ -137,7 +155,10 @@ fn a_tiny_grid_reports_the_numbers_of_its_runs_whatever_the_jobs_or_interruption
     let stopped = run_grid(&grid, split.path(), &stop).unwrap();
     assert!(stopped.iter().all(|s| *s == RunStatus::Stopped));
     let resumed = run_grid(&grid, split.path(), &options(1)).unwrap();
-    assert!(resumed.iter().all(|s| *s == RunStatus::Resumed), "{resumed:?}");
+    assert!(
+        resumed.iter().all(|s| *s == RunStatus::Resumed),
+        "{resumed:?}"
+    );
     analyse(&exp, &grid, split.path()).unwrap();
     assert_eq!(untimed(results(split.path())), untimed(rows.clone()));
     // A third call finds everything finished.
