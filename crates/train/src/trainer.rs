@@ -595,3 +595,99 @@ fn summarize(
         .with_evals(&state.eval_rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DatasetKind;
+    use stagewise_core::schedule::Stage;
+
+    /// Forwards the first [`BATCH_NORM_RECOMPUTE_BATCHES`] training batches of `epoch`
+    /// through `model` in training mode (updating its BatchNorm statistics).
+    fn forward_recompute_batches(model: &Model, train: &Dataset, config: &TrainConfig, epoch: u64) {
+        let batch_config = BatchConfig::train(config.plan.stages[0].batch_size as usize)
+            .with_normalization(config.data.normalization());
+        let mut batches =
+            EpochBatches::new(train, batch_config, config.seed ^ 0x5f, epoch).unwrap();
+        let mut batch = Batch::default();
+        for _ in 0..BATCH_NORM_RECOMPUTE_BATCHES {
+            assert!(batches.next_into(&mut batch), "the test needs 50 batches");
+            drop(model.forward(batch_tensors(&batch, &training_device()).0));
+        }
+    }
+
+    #[test]
+    fn a_schedule_free_resnet_is_evaluated_at_x_with_batch_norm_statistics_of_x() {
+        let config = TrainConfig {
+            model: ModelKind::ResNet,
+            optimizer: OptimizerKind::SgdScheduleFree,
+            plan: Plan::new(vec![Stage::for_epochs(1, 1.0, 0.9, 0.0, 20)]),
+            data: DataConfig {
+                dataset: DatasetKind::Synthetic,
+                train_subset: Some(1000),
+                test_subset: Some(100),
+                ..DataConfig::default()
+            },
+            seed: 4,
+            eval_batch_size: 100,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        train(&config, dir.path(), &RunOptions::default()).unwrap();
+        // The state at the end of the run, rebuilt from its checkpoint as `resume` does.
+        let ckpt = Checkpoint::load(dir.path()).unwrap();
+        let model = Model::new(config.model, &training_device(), config.seed);
+        let model = bridge::write_params(model, &ckpt.params).unwrap();
+        let model = bridge::write_buffers(model, &ckpt.buffers).unwrap();
+        let first = config.plan.stages[0].hyper_at(0, 1).scheduled();
+        let mut optimizer = config
+            .optimizer_config()
+            .build::<f32>(ckpt.params.len(), first)
+            .unwrap();
+        optimizer.load_state(ckpt.optimizer.clone()).unwrap();
+        let state = RunState {
+            model,
+            params: ckpt.params.clone(),
+            optimizer,
+            epochs_done: 1,
+            global_step: 50,
+            seconds: 0.0,
+            train_rows: Vec::new(),
+            eval_rows: Vec::new(),
+        };
+        let train_set = config.data.load(config.seed).unwrap().train;
+        let x = state.optimizer.eval_params().unwrap().to_vec();
+        let at_x = evaluation_model(&state, &train_set, &config, 1)
+            .unwrap()
+            .unwrap();
+
+        // Evaluated at x, not at the training point y.
+        assert_eq!(bridge::flatten_params(&at_x), x);
+        assert_ne!(x, ckpt.params);
+        // The training model keeps its own statistics; the evaluated copy has new ones.
+        assert_eq!(bridge::flatten_buffers(&state.model), ckpt.buffers);
+        let recomputed = bridge::flatten_buffers(&at_x);
+        assert_ne!(recomputed, ckpt.buffers);
+        // They are the statistics of x: recomputing from fresh statistics (mean 0, variance 1)
+        // over the same batches lands on the same values, up to the 0.9^50 ≈ 0.5% of the
+        // starting point that BatchNorm's momentum 0.1 leaves after 50 batches.
+        let fresh = Model::new(config.model, &training_device(), config.seed);
+        let fresh = bridge::write_params(fresh, &x).unwrap();
+        forward_recompute_batches(&fresh, &train_set, &config, 1);
+        let from_fresh = bridge::flatten_buffers(&fresh);
+        let initial =
+            bridge::flatten_buffers(&Model::new(config.model, &training_device(), config.seed));
+        let gap_start: f64 = ckpt
+            .buffers
+            .iter()
+            .zip(&initial)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum();
+        let gap_end: f64 = recomputed
+            .iter()
+            .zip(&from_fresh)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum();
+        assert!(gap_start > 0.0);
+        assert!(gap_end < 0.01 * gap_start, "{gap_end} vs {gap_start}");
+    }
+}
