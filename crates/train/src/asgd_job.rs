@@ -126,7 +126,11 @@ impl AsgdJob<'_> {
             self.eval_batch,
             self.seed,
         )?
-        .with_validation(self.splits.val.clone());
+        .with_validation(self.splits.val.clone())
+        .with_batch_norm_recompute(
+            self.splits.train.clone(),
+            self.plan.stages[0].batch_size as usize,
+        );
         let config = AsgdConfig {
             server: self.server,
             init: ParamInit::default(),

@@ -258,13 +258,36 @@ fn evaluation_model(
         return Ok(None);
     };
     let model = bridge::write_params(state.model.valid().train(), x)?;
-    if bridge::buffer_count(&model) == 0 {
-        return Ok(Some(model));
+    recompute_batch_norm(
+        &model,
+        train,
+        config.plan.stages[0].batch_size as usize,
+        &config.data,
+        config.seed ^ 0x5f,
+        epoch,
+    )?;
+    Ok(Some(model))
+}
+
+/// Recomputes the BatchNorm running statistics of `model` (a training-mode model on the
+/// training device) at its current parameters, by forwarding [`BATCH_NORM_RECOMPUTE_BATCHES`]
+/// batches of `train` (no augmentation; drawn from `seed` and `epoch`). Models without
+/// BatchNorm are left alone.
+pub(crate) fn recompute_batch_norm(
+    model: &Model,
+    train: &Dataset,
+    batch_size: usize,
+    data: &DataConfig,
+    seed: u64,
+    epoch: u64,
+) -> Result<(), TrainError> {
+    if bridge::buffer_count(model) == 0 {
+        return Ok(());
     }
     let device = training_device();
-    let batch_config = BatchConfig::train(config.plan.stages[0].batch_size as usize)
-        .with_normalization(config.data.normalization());
-    let mut batches = EpochBatches::new(train, batch_config, config.seed ^ 0x5f, epoch)?;
+    let batch_config =
+        BatchConfig::train(batch_size.max(1)).with_normalization(data.normalization());
+    let mut batches = EpochBatches::new(train, batch_config, seed, epoch)?;
     let mut batch = Batch::default();
     for _ in 0..BATCH_NORM_RECOMPUTE_BATCHES {
         if !batches.next_into(&mut batch) {
@@ -273,7 +296,7 @@ fn evaluation_model(
         let (images, _) = batch_tensors(&batch, &device);
         drop(model.forward(images));
     }
-    Ok(Some(model))
+    Ok(())
 }
 
 /// The state of a run between epochs.

@@ -200,7 +200,8 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
         if kind == ModelKind::ResNet {
             eprintln!(
                 "note: BatchNorm running statistics are not synchronized through the parameter \
-                 server; resnet test accuracy is computed with initial statistics"
+                 server; the evaluator recomputes them at the evaluated parameters from 50 \
+                 training batches"
             );
         }
         let budget = match server.max_updates {

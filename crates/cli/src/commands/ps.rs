@@ -385,7 +385,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let evaluator: Option<Box<dyn Evaluator>> = if num_shards == 1 {
         Some(Box::new(
             ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?
-                .with_validation(splits.val),
+                .with_validation(splits.val)
+                .with_batch_norm_recompute(
+                    splits.train.clone(),
+                    plan.stages[0].batch_size as usize,
+                ),
         ))
     } else {
         eprintln!("note: {num_shards} shards: no evaluation on the server (it sees one shard)");
@@ -394,7 +398,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if kind == ModelKind::ResNet {
         eprintln!(
             "note: BatchNorm running statistics are not synchronized through the parameter \
-             server; resnet test accuracy is computed with initial statistics"
+             server; the evaluator recomputes them at the evaluated parameters from 50 \
+             training batches"
         );
     }
     if config.auth == AuthConfig::default() {
