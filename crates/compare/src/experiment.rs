@@ -59,7 +59,7 @@ pub enum ExperimentError {
         /// The method's field, e.g. `method[1].plan`.
         field: String,
         /// Why the plan was refused.
-        source: PlanError,
+        source: Box<PlanError>,
     },
 }
 
@@ -454,7 +454,7 @@ impl Experiment {
                 let full = self.base_dir.join(path);
                 let plan = Plan::load(&full).map_err(|source| ExperimentError::Plan {
                     field: field("plan"),
-                    source,
+                    source: Box::new(source),
                 })?;
                 if plan.total_epochs() != Some(self.epochs) {
                     return Err(field_error(
@@ -504,7 +504,7 @@ impl Experiment {
                                 .build(*recipe)
                                 .map_err(|source| ExperimentError::Plan {
                                     field: format!("{} (lr {lr})", field("recipe")),
-                                    source,
+                                    source: Box::new(source),
                                 })?;
                         Ok((lr, Some((*recipe, params)), plan))
                     })

@@ -13,6 +13,9 @@ use stagewise_report::render::{Block, Report, Table};
 use stagewise_report::stats::SampleSummary;
 use std::path::Path;
 
+/// A column of `train.csv`, as a number.
+type TrainColumn = fn(&stagewise_core::record::TrainRow) -> Option<f64>;
+
 fn report_error(e: impl std::fmt::Display) -> AnalysisError {
     AnalysisError::Report(e.to_string())
 }
@@ -149,12 +152,7 @@ fn figures(
                 .collect()
         }
     };
-    let schedules: [(
-        &str,
-        &str,
-        &str,
-        fn(&stagewise_core::record::TrainRow) -> Option<f64>,
-    ); 5] = [
+    let schedules: [(&str, &str, &str, TrainColumn); 5] = [
         (
             "train_loss_epoch",
             "Training loss against epoch (chosen lr)",

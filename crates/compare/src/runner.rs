@@ -53,7 +53,7 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
         /// The cause.
-        source: TrainError,
+        source: Box<TrainError>,
     },
     /// The folder holds a run of another configuration: never overwritten.
     #[error(
@@ -176,7 +176,7 @@ fn run_one(
 ) -> Result<RunStatus, RunError> {
     let fail = |source| RunError::Train {
         dir: dir.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     match &spec.mode {
         RunMode::Train => {
@@ -280,7 +280,7 @@ fn previous_config(dir: &Path) -> Result<Option<TrainConfig>, RunError> {
         let ckpt =
             stagewise_train::checkpoint::Checkpoint::load(dir).map_err(|e| RunError::Train {
                 dir: dir.to_path_buf(),
-                source: e.into(),
+                source: Box::new(e.into()),
             })?;
         return Ok(serde_json::from_value(ckpt.meta.config).ok());
     }
