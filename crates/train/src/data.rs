@@ -153,21 +153,7 @@ impl DataConfig {
             Some(n) if n < d.len() => d.stratified_subset(n, seed),
             _ => d,
         };
-        let (val, train) = match self.val_split {
-            None | Some(0) => (None, splits.train),
-            Some(n) if n >= splits.train.len() => {
-                return Err(DataError::InvalidArgument(format!(
-                    "val_split = {n} is out of range for a training set of {} images; \
-                     allowed: 0 <= val_split < {}",
-                    splits.train.len(),
-                    splits.train.len()
-                )))
-            }
-            Some(n) => {
-                let (val, rest) = splits.train.stratified_split(n, VAL_SPLIT_SEED);
-                (Some(val), rest)
-            }
-        };
+        let (val, train) = hold_out_validation(splits.train, self.val_split)?;
         Ok(Splits {
             train: subset(train, self.train_subset),
             val,
@@ -187,6 +173,26 @@ impl DataConfig {
     /// The pixel normalization (Fashion-MNIST's statistics for both datasets).
     pub fn normalization(&self) -> Normalization {
         Normalization::FASHION_MNIST
+    }
+}
+
+/// Splits `n` validation images off `train` ([`VAL_SPLIT_SEED`]); `None` or 0 holds out none.
+fn hold_out_validation(
+    train: stagewise_data::Dataset,
+    n: Option<usize>,
+) -> Result<(Option<stagewise_data::Dataset>, stagewise_data::Dataset), DataError> {
+    match n {
+        None | Some(0) => Ok((None, train)),
+        Some(n) if n >= train.len() => Err(DataError::InvalidArgument(format!(
+            "val_split = {n} is out of range for a training set of {} images; \
+             allowed: 0 <= val_split < {}",
+            train.len(),
+            train.len()
+        ))),
+        Some(n) => {
+            let (val, rest) = train.stratified_split(n, VAL_SPLIT_SEED);
+            Ok((Some(val), rest))
+        }
     }
 }
 
@@ -249,14 +255,13 @@ mod tests {
             .describe()
             .unwrap()
             .contains("100 training images held out"));
-        let too_many = DataConfig {
-            val_split: Some(10_000),
-            ..data
-        };
-        let e = too_many.load(1).unwrap_err().to_string();
+        let e = hold_out_validation(a.train.clone(), Some(300))
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("val_split = 10000") && e.contains("allowed"),
+            e.contains("val_split = 300") && e.contains("allowed"),
             "{e}"
         );
+        assert_eq!(hold_out_validation(a.train, Some(0)).unwrap().0, None);
     }
 }
