@@ -28,6 +28,8 @@ pub struct ResultRow {
     pub run_dir: String,
     /// Whether the run finished its plan.
     pub completed: bool,
+    /// Whether it diverged (then it counts as chance accuracy in the comparison).
+    pub diverged: bool,
     /// Optimizer updates.
     pub updates: u64,
     /// Epochs of data consumed.
@@ -99,6 +101,10 @@ pub fn result_row(spec: &RunSpec, run: &RunRecord) -> ResultRow {
             .display()
             .to_string(),
         completed: s.completed,
+        diverged: s
+            .details
+            .get(stagewise_report::comparison::DIVERGED_KEY)
+            .is_some(),
         updates: s.updates,
         epochs: s.epochs,
         wall_seconds: s.wall_seconds,

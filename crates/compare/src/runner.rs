@@ -9,6 +9,7 @@ use stagewise_core::record::{RunSummary, SUMMARY_FILE};
 use stagewise_core::schedule::Plan;
 use stagewise_core::theory::{AsgdRule, AsgdRun, AsgdUpdate, RuleOutcome};
 use stagewise_ps::config::{PolicyConfig, ScheduleConfig, ServerConfig};
+use stagewise_report::comparison::DIVERGED_KEY;
 use stagewise_train::asgd_job::AsgdJob;
 use stagewise_train::asgd_rule::{apply_asgd_rule, InitialModel};
 use stagewise_train::checkpoint::CHECKPOINT_FILE;
@@ -83,6 +84,9 @@ pub enum RunStatus {
     Ran,
     /// Stopped early on purpose (`stop_after_epochs`); run the grid again to finish it.
     Stopped,
+    /// The loss or a gradient became NaN or infinite: the run is recorded as diverged
+    /// ([`DIVERGED_KEY`] in its summary's details) and counts as chance accuracy.
+    Diverged,
 }
 
 /// The folder of `spec` under `out`.
@@ -189,7 +193,7 @@ fn run_one(
                     });
                 }
             }
-            if is_finished(dir) && previous.is_some() {
+            if (is_finished(dir) || is_diverged(dir)) && previous.is_some() {
                 return Ok(RunStatus::Skipped);
             }
             let pool = rayon::ThreadPoolBuilder::new()
@@ -206,15 +210,21 @@ fn run_one(
                 })),
             };
             let resuming = dir.join(CHECKPOINT_FILE).exists();
-            let summary = pool
-                .install(|| {
-                    if resuming {
-                        stagewise_train::resume(dir, &opts)
-                    } else {
-                        stagewise_train::train(&config, dir, &opts)
-                    }
-                })
-                .map_err(fail)?;
+            let started = std::time::Instant::now();
+            let result = pool.install(|| {
+                if resuming {
+                    stagewise_train::resume(dir, &opts)
+                } else {
+                    stagewise_train::train(&config, dir, &opts)
+                }
+            });
+            let summary = match result {
+                Err(e @ TrainError::Diverged { .. }) => {
+                    record_divergence(&config, dir, &e, started.elapsed().as_secs_f64())?;
+                    return Ok(RunStatus::Diverged);
+                }
+                other => other.map_err(fail)?,
+            };
             Ok(match (summary.completed, resuming) {
                 (false, _) => RunStatus::Stopped,
                 (true, true) => RunStatus::Resumed,
@@ -285,6 +295,56 @@ fn previous_config(dir: &Path) -> Result<Option<TrainConfig>, RunError> {
         return Ok(serde_json::from_value(ckpt.meta.config).ok());
     }
     Ok(None)
+}
+
+/// Writes the summary of a run that diverged: its evaluations so far, `completed: false`, and
+/// under `details` its configuration and [`DIVERGED_KEY`] with the error and the accuracy it
+/// counts as (chance: one in ten classes).
+fn record_divergence(
+    config: &TrainConfig,
+    dir: &Path,
+    error: &TrainError,
+    seconds: f64,
+) -> Result<(), RunError> {
+    let evals: Vec<stagewise_core::record::EvalRow> = {
+        let path = dir.join(stagewise_core::record::EVAL_FILE);
+        if path.exists() {
+            stagewise_core::record::read_rows(&path)?
+        } else {
+            Vec::new()
+        }
+    };
+    let updates = match error {
+        TrainError::Diverged { global_step, .. } => *global_step,
+        _ => 0,
+    };
+    let details = serde_json::json!({
+        "config": config,
+        DIVERGED_KEY: {
+            "error": error.to_string(),
+            "chance_accuracy": 1.0 / stagewise_train::model::NUM_CLASSES as f64,
+        },
+    });
+    let summary = RunSummary {
+        updates,
+        epochs: evals.last().and_then(|e| e.epoch),
+        wall_seconds: evals.last().map_or(seconds, |e| e.elapsed_s.max(seconds)),
+        completed: false,
+        ..RunSummary::new(
+            stagewise_core::record::RunKind::Train,
+            config.model.to_string(),
+            config.optimizer.name(),
+            details,
+        )
+        .with_evals(&evals)
+    };
+    summary.save(dir)?;
+    Ok(())
+}
+
+/// Whether the folder holds the summary of a run that diverged.
+fn is_diverged(dir: &Path) -> bool {
+    RunSummary::<serde_json::Value>::load(dir).is_ok_and(|s| s.details.get(DIVERGED_KEY).is_some())
 }
 
 /// Whether the folder holds a completed run's summary.

@@ -195,7 +195,7 @@ fn an_asgd_method_runs_on_the_parameter_server_and_reports_its_staleness() {
         name = "sgd"
         optimizer = "qhm"
         recipe = "constant"
-        lr = [0.3]
+        lr = [0.3, 1e6]
         params = { batch = 32 }
         [[method]]
         name = "asgd2"
@@ -210,13 +210,25 @@ fn an_asgd_method_runs_on_the_parameter_server_and_reports_its_staleness() {
     let out = tempfile::tempdir().unwrap();
     run_grid(&grid, out.path(), &options(1)).unwrap();
     let outcome = analyse(&exp, &grid, out.path()).unwrap();
+    // lr 1e6 diverges: recorded, scored as chance, not chosen, and the grid goes on.
+    assert_eq!(
+        outcome.comparison.diverged,
+        vec!["sgd lr 1e6 seed 0", "sgd lr 1e6 seed 1"]
+    );
+    assert_eq!(outcome.comparison.methods[0].chosen_lr, 0.3);
+    let diverged: Vec<bool> = outcome.rows.iter().map(|r| r.diverged).collect();
+    assert_eq!(diverged[..4], [false, false, true, true]);
+    assert!(outcome
+        .sentences
+        .iter()
+        .any(|s| s.contains("2 runs diverged")));
     let asgd = &outcome.comparison.methods[1];
     assert_eq!(asgd.workers, Some(2));
     let row = outcome.rows.iter().find(|r| r.method == "asgd2").unwrap();
     assert_eq!(row.workers, Some(2));
     // One evaluation per epoch of updates, with the validation split.
     let summary: RunSummary<serde_json::Value> =
-        RunSummary::load(&run_dir(out.path(), &grid[2])).unwrap();
+        RunSummary::load(&run_dir(out.path(), &grid[4])).unwrap();
     assert!(summary.best_val_eval.is_some());
     assert!(summary.details["histogram"].as_array().is_some());
     assert!(out.path().join("plots/staleness.png").exists());

@@ -156,6 +156,9 @@ pub struct Comparison {
     pub significance: Vec<Significance>,
     /// The ranking at equal wall time.
     pub equal_time: EqualTime,
+    /// The runs that diverged (`method lr LR seed SEED`), scored as chance accuracy.
+    #[serde(default)]
+    pub diverged: Vec<String>,
 }
 
 /// A run named by its grid coordinates and folder, for error messages.
@@ -289,12 +292,15 @@ pub fn compare(runs: &[GridRun]) -> Result<Comparison, ComparisonError> {
         if !run.lr.is_finite() {
             return Err(ComparisonError::BadLr { run: label(run) });
         }
-        if run.record.evals.is_empty() || run.record.summary.final_eval.is_none() {
+        let evaluated = !run.record.evals.is_empty() && run.record.summary.final_eval.is_some();
+        if !evaluated && diverged_chance(run).is_none() {
             return Err(ComparisonError::NoEvaluations { run: label(run) });
         }
     }
+    // A diverged run may have diverged before its first evaluation: it does not decide.
     let selection = if runs
         .iter()
+        .filter(|r| diverged_chance(r).is_none())
         .all(|r| r.record.evals.iter().any(|e| e.val_accuracy.is_some()))
     {
         Selection::Validation
@@ -328,12 +334,25 @@ pub fn compare(runs: &[GridRun]) -> Result<Comparison, ComparisonError> {
     });
     let significance = significance(&methods, best)?;
     let equal_time = equal_time(&methods, &chosen_runs)?;
+    let diverged = runs
+        .iter()
+        .filter(|r| diverged_chance(r).is_some())
+        .map(|r| {
+            format!(
+                "{} lr {} seed {}",
+                r.method,
+                stagewise_core::schedule::fmt_num(r.lr),
+                r.seed
+            )
+        })
+        .collect();
     Ok(Comparison {
         selection,
         methods,
         best,
         significance,
         equal_time,
+        diverged,
     })
 }
 
@@ -346,7 +365,30 @@ fn label(run: &GridRun) -> RunLabel {
     }
 }
 
+/// The key under a run summary's `details` that marks a run that diverged (the loss or a
+/// gradient became NaN or infinite), with the accuracy it counts as: `{"chance_accuracy": …}`.
+pub const DIVERGED_KEY: &str = "diverged";
+
+/// The accuracy a diverged run counts as (chance), or `None` for a run that did not diverge.
+pub fn diverged_chance(run: &GridRun) -> Option<f64> {
+    run.record
+        .summary
+        .details
+        .get(DIVERGED_KEY)?
+        .get("chance_accuracy")?
+        .as_f64()
+}
+
 fn facts(run: &GridRun, selection: Selection) -> Result<RunFacts<'_>, ComparisonError> {
+    // A diverged run's model predicts no better than chance: it scores chance everywhere.
+    if let Some(chance) = diverged_chance(run) {
+        return Ok(RunFacts {
+            run,
+            final_test: chance,
+            final_val: (selection == Selection::Validation).then_some(chance),
+            best_epoch_test: chance,
+        });
+    }
     let summary = &run.record.summary;
     let no_test = |field| ComparisonError::NoTestAccuracy {
         run: label(run),
@@ -620,10 +662,12 @@ impl Comparison {
     ///         test: PairedTest::Wilcoxon, n_pairs: 3, mean_difference: -0.0133, p_value: 0.25,
     ///         p_holm: 0.25, significant: false }],
     ///     equal_time: EqualTime { budget_seconds: 10.0, ranking: vec![] },
+    ///     diverged: vec!["sgd lr 1 seed 0".into()],
     /// };
     /// let text = c.sentences().join(" ");
     /// assert!(text.contains("qhm (0.9100 ± 0.0100) is the best"), "{text}");
     /// assert!(text.contains("with 3 seeds the smallest possible p is 0.25"), "{text}");
+    /// assert!(text.contains("1 run diverged"), "{text}");
     /// ```
     pub fn sentences(&self) -> Vec<String> {
         let mut out = vec![match self.selection {
@@ -635,6 +679,20 @@ impl Comparison {
                                 (and the best-epoch ones) are optimistic."
                 .to_string(),
         }];
+        if !self.diverged.is_empty() {
+            out.push(format!(
+                "{} {} diverged (the loss or a gradient became NaN or infinite) and {} as chance \
+                 accuracy: {}.",
+                self.diverged.len(),
+                plural(self.diverged.len(), "run"),
+                if self.diverged.len() == 1 {
+                    "counts"
+                } else {
+                    "count"
+                },
+                self.diverged.join(", ")
+            ));
+        }
         let Some(best) = self.methods.get(self.best) else {
             return out;
         };

@@ -98,10 +98,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let count = |s: RunStatus| statuses.iter().filter(|&&x| x == s).count();
     if !args.quiet {
         eprintln!(
-            "{} ran, {} resumed, {} skipped (already finished), {} stopped early",
+            "{} ran, {} resumed, {} skipped (already finished), {} diverged, {} stopped early",
             count(RunStatus::Ran),
             count(RunStatus::Resumed),
             count(RunStatus::Skipped),
+            count(RunStatus::Diverged),
             count(RunStatus::Stopped)
         );
     }
