@@ -157,4 +157,31 @@ mod tests {
         );
         assert_eq!(config.data, d.data);
     }
+
+    #[test]
+    fn flag_only_options_in_a_config_file_are_refused_not_ignored() {
+        let dir =
+            std::env::temp_dir().join(format!("stagewise-train-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        std::fs::write(&path, "model = \"mlp\"\nresume = \"runs/train\"\n").unwrap();
+        let args = TrainArgs {
+            config: Some(path.clone()),
+            ..TrainArgs::default()
+        };
+        let e = args.merged().unwrap_err().to_string();
+        assert!(
+            e.contains("option 'resume' can be given on the command line only (--resume)"),
+            "{e}"
+        );
+        std::fs::write(&path, "model = \"mlp\"\nquiet = true\n").unwrap();
+        let args = TrainArgs {
+            config: Some(path),
+            ..TrainArgs::default()
+        };
+        let merged = args.merged().unwrap();
+        assert_eq!(merged.model, Some(ModelKind::Mlp));
+        assert!(merged.quiet);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

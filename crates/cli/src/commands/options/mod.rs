@@ -403,9 +403,25 @@ where
         }
     }
     let what = path.map_or_else(|| "the options".to_string(), |p| p.display().to_string());
-    toml::Value::Table(merged)
+    let file_keys: Vec<String> = merged.keys().cloned().collect();
+    let parsed: T = toml::Value::Table(merged)
         .try_into()
-        .with_context(|| format!("reading {what}"))
+        .with_context(|| format!("reading {what}"))?;
+    // An option the file names but that does not come back out was dropped on the way in: it
+    // exists on the command line only (`--config`, `--resume`): say so instead of ignoring it.
+    if let (Some(path), toml::Value::Table(back)) = (
+        path,
+        toml::Value::try_from(&parsed).context("collecting the options")?,
+    ) {
+        if let Some(k) = file_keys.iter().find(|k| !back.contains_key(*k)) {
+            bail!(
+                "{}: option '{k}' can be given on the command line only (--{})",
+                path.display(),
+                k.replace('_', "-")
+            );
+        }
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
