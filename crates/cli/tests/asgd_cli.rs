@@ -430,12 +430,18 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
     let mut args = SMALL.to_vec();
     let lr = args.iter().position(|a| *a == "--lr").unwrap() + 1;
     args[lr] = "0.4";
+    // The rule assumes staleness τ = M − 1 = 3. Over loopback on a busy machine a slow worker
+    // can fall much further behind (once, a NaN at α0 0.19 on a CI run), so both runs bound τ
+    // by SSP clocks: s = 0 keeps τ ≤ (M − 1)(s + 1) = 3 and applies every push, so the number
+    // of updates is still the plan's length.
+    let ssp = ["--policy", "bounded", "--max-staleness", "0", "--on-stale", "wait"];
     let dir = TempDir::new("ps-rule");
     let out = dir.path().join("asgd");
     let asgd = Command::new(BIN)
         .args(["asgd", "--workers", "4", "--out"])
         .arg(&out)
         .args(&args)
+        .args(ssp)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -470,6 +476,7 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
             "--out",
             &metrics_arg,
         ][..],
+        &ssp,
         &args,
     ];
     let url = start_server(&mut children, token, &server_args.concat());
