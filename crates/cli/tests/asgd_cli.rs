@@ -434,7 +434,14 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
     // can fall much further behind (once, a NaN at α0 0.19 on a CI run), so both runs bound τ
     // by SSP clocks: s = 0 keeps τ ≤ (M − 1)(s + 1) = 3 and applies every push, so the number
     // of updates is still the plan's length.
-    let ssp = ["--policy", "bounded", "--max-staleness", "0", "--on-stale", "wait"];
+    let ssp = [
+        "--policy",
+        "bounded",
+        "--max-staleness",
+        "0",
+        "--on-stale",
+        "wait",
+    ];
     let dir = TempDir::new("ps-rule");
     let out = dir.path().join("asgd");
     let asgd = Command::new(BIN)

@@ -9,9 +9,9 @@
 //! - [`trace`]: replay of an optimizer on a given gradient sequence (equivalence checks).
 //!
 //! ```
-//! use stagewise_core::optim::{Optimizer, Qhm, QhmHyper};
+//! use stagewise_core::optim::{Optimizer, Qhm, QhmHyper, QhmParams};
 //! let mut theta = vec![1.0_f64, -2.0];
-//! let mut opt = Qhm::new(theta.len(), QhmHyper { lr: 0.1, beta: 0.9, nu: 0.7, ..Default::default() });
+//! let mut opt = Qhm::new(theta.len(), QhmHyper { qhm: QhmParams { lr: 0.1, beta: 0.9, nu: 0.7 }, ..Default::default() });
 //! opt.step(&mut theta, &[0.5, -0.5]).unwrap();
 //! assert!(theta[0] < 1.0 && theta[1] > -2.0);
 //! ```

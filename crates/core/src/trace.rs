@@ -31,7 +31,7 @@
 //! schedule-free methods these are the training point y, and `x_after` holds the evaluation
 //! point x after every step.
 
-use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, Scheduled, WeightDecay};
+use crate::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, QhmParams, WeightDecay};
 use serde::{Deserialize, Serialize};
 
 /// One optimizer replay case (see the module documentation for the format).
@@ -220,7 +220,7 @@ impl TraceCase {
     }
 
     /// The scheduled values of every step, checking that ν is there where it is read.
-    fn scheduled(&self, kind: OptimizerKind) -> Result<Vec<Scheduled>, TraceError> {
+    fn scheduled(&self, kind: OptimizerKind) -> Result<Vec<QhmParams>, TraceError> {
         self.schedule
             .iter()
             .enumerate()
@@ -229,9 +229,9 @@ impl TraceCase {
                     index,
                     algorithm: self.algorithm.clone(),
                 }),
-                (nu, _) => Ok(Scheduled {
+                (nu, _) => Ok(QhmParams {
                     lr: s.lr,
-                    momentum: s.momentum,
+                    beta: s.momentum,
                     nu: nu.unwrap_or(0.0),
                 }),
             })

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use stagewise_core::optim::conventions::{
     from_pytorch_sgd, from_sutskever_nag, heavy_ball, plain_sgd, to_pytorch_sgd,
 };
-use stagewise_core::optim::{Optimizer, Qhm, QhmHyper, Sgd, SgdHyper, WeightDecay};
+use stagewise_core::optim::{Optimizer, Qhm, QhmHyper, QhmParams, Sgd, SgdHyper, WeightDecay};
 
 const DIM: usize = 5;
 
@@ -112,7 +112,10 @@ fn plain_sgd_is_qhm_nu_0_for_any_beta_and_qhm_beta_0_for_any_nu() {
         let mut nu0 = Qhm::new(
             DIM,
             QhmHyper {
-                beta,
+                qhm: QhmParams {
+                    beta,
+                    ..plain_sgd(lr).unwrap().qhm
+                },
                 ..plain_sgd(lr).unwrap()
             },
         );

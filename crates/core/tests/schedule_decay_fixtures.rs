@@ -66,7 +66,7 @@ fn max_error(plan: &Plan, want: &[f64]) -> f64 {
     assert_eq!(layout.total_steps(), want.len() as u64);
     want.iter()
         .enumerate()
-        .map(|(t, &w)| rel(layout.hyper_at_step(t as u64).unwrap().lr, w))
+        .map(|(t, &w)| rel(layout.hyper_at_step(t as u64).unwrap().qhm.lr, w))
         .fold(0.0, f64::max)
 }
 
@@ -132,7 +132,7 @@ fn stagewise_warm_up_matches_sequential_lr_in_its_first_stage() {
         let first = warm.spans()[0].total_steps;
         assert!(first > 10);
         for t in 0..first {
-            let lr = warm.hyper_at_step(t).unwrap().lr;
+            let lr = warm.hyper_at_step(t).unwrap().qhm.lr;
             assert!(
                 rel(lr, want[t as usize]) <= 1e-12,
                 "{recipe} step {t}: {lr}"
@@ -147,6 +147,6 @@ fn stagewise_warm_up_matches_sequential_lr_in_its_first_stage() {
         }
         // β, ν and b are the stage's during the warm-up.
         let h = warm.hyper_at_step(3).unwrap();
-        assert_eq!((h.beta, h.nu, h.batch_size), (0.9, 0.7, 10));
+        assert_eq!((h.qhm.beta, h.qhm.nu, h.batch_size), (0.9, 0.7, 10));
     }
 }

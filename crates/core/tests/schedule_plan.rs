@@ -346,17 +346,21 @@ fn hyper_follows_layout_and_within_stage_schedules() {
 
     // Stage 1: constants.
     let h = layout.hyper_at_step(39).unwrap();
-    assert_eq!((h.lr, h.beta, h.batch_size), (0.1, 0.9, 128));
+    assert_eq!((h.qhm.lr, h.qhm.beta, h.batch_size), (0.1, 0.9, 128));
     // Stage 2: cosine from 0.05 to 0.005 over 160 steps; its midpoint is at global step 120.
     let h = layout.hyper_at_step(40).unwrap();
-    assert!((h.lr - 0.05).abs() < 1e-15);
+    assert!((h.qhm.lr - 0.05).abs() < 1e-15);
     let h = layout.hyper_at_step(120).unwrap();
-    assert!((h.lr - 0.05 * (0.1 + 0.9 * 0.5)).abs() < 1e-15, "{}", h.lr);
+    assert!(
+        (h.qhm.lr - 0.05 * (0.1 + 0.9 * 0.5)).abs() < 1e-15,
+        "{}",
+        h.qhm.lr
+    );
     assert_eq!(layout.hyper_at_position(5, 0), layout.hyper_at_step(40));
     // Stage 3: replaced by the piecewise schedule, relative to the stage start (global 200).
-    assert_eq!(layout.hyper_at_step(299).unwrap().lr, 0.02);
-    assert_eq!(layout.hyper_at_step(300).unwrap().lr, 0.01);
-    assert_eq!(layout.hyper_at_step(499).unwrap().lr, 0.005);
+    assert_eq!(layout.hyper_at_step(299).unwrap().qhm.lr, 0.02);
+    assert_eq!(layout.hyper_at_step(300).unwrap().qhm.lr, 0.01);
+    assert_eq!(layout.hyper_at_step(499).unwrap().qhm.lr, 0.005);
     assert_eq!(layout.hyper_at_step(500), None);
     // The pure lookup gives the same thing.
     assert_eq!(plan.hyper_at(2, 100, 300), layout.hyper_at_step(300));
@@ -469,7 +473,7 @@ fn warm_up_schedules_round_trip_and_are_checked() {
     // 80 examples, b = 8: 10 steps per epoch; stage 2 = 30 steps, warm-up 10, then 20 of wsd
     // with a 5-step linear cooldown.
     let l = plan.layout(80).unwrap();
-    let lr = |t: u64| l.hyper_at_step(10 + t).unwrap().lr;
+    let lr = |t: u64| l.hyper_at_step(10 + t).unwrap().qhm.lr;
     assert!((lr(0) - 0.01).abs() < 1e-15 && (lr(5) - 0.055).abs() < 1e-15);
     assert_eq!((lr(10), lr(24)), (0.1, 0.1));
     assert!((lr(25) - 0.1).abs() < 1e-15 && (lr(27) - 0.06).abs() < 1e-15);

@@ -131,10 +131,10 @@ fn single_stage_recipes() {
     assert_eq!(total, 30 * 391);
     let peak = (0.3 * total as f64) as u64 - 1;
     let h = layout.hyper_at_step(peak).unwrap();
-    assert!((h.lr - 0.1).abs() < 1e-12 && (h.beta - 0.85).abs() < 1e-12);
+    assert!((h.qhm.lr - 0.1).abs() < 1e-12 && (h.qhm.beta - 0.85).abs() < 1e-12);
     // Cosine ends near 0.
     let layout = p.build(Recipe::Cosine).unwrap().layout(50_000).unwrap();
-    assert!(layout.hyper_at_step(total - 1).unwrap().lr < 1e-7);
+    assert!(layout.hyper_at_step(total - 1).unwrap().qhm.lr < 1e-7);
 }
 
 #[test]
@@ -301,7 +301,7 @@ fn linear_and_wsd_recipes() {
     let layout = lin.layout(50_000).unwrap();
     let t = layout.total_steps();
     // Linear from 0.1 to 0.01 (reached at step T, one past the last).
-    let last = layout.hyper_at_step(t - 1).unwrap().lr;
+    let last = layout.hyper_at_step(t - 1).unwrap().qhm.lr;
     assert!((last - 0.1 * (1.0 - 0.9 * (t - 1) as f64 / t as f64)).abs() < 1e-15);
     let wsd = p.build(Recipe::Wsd).unwrap();
     assert_eq!(
@@ -314,11 +314,11 @@ fn linear_and_wsd_recipes() {
     );
     let layout = wsd.layout(50_000).unwrap();
     let cool = (0.2 * t as f64).round() as u64;
-    assert_eq!(layout.hyper_at_step(t - cool - 1).unwrap().lr, 0.1);
-    assert_eq!(layout.hyper_at_step(t - cool).unwrap().lr, 0.1);
+    assert_eq!(layout.hyper_at_step(t - cool - 1).unwrap().qhm.lr, 0.1);
+    assert_eq!(layout.hyper_at_step(t - cool).unwrap().qhm.lr, 0.1);
     let s = 10.0 / cool as f64;
     let want = 0.1 * (0.1 + 0.9 * (1.0 - s.sqrt()));
-    assert!((layout.hyper_at_step(t - cool + 10).unwrap().lr - want).abs() < 1e-15);
+    assert!((layout.hyper_at_step(t - cool + 10).unwrap().qhm.lr - want).abs() < 1e-15);
     assert_eq!(
         wsd.description.as_deref(),
         Some(
@@ -375,7 +375,7 @@ fn every_recipe_takes_a_warm_up() {
         let layout = plan.layout(50_000).unwrap();
         let spe = layout.spans()[0].steps_per_epoch; // 391
         let first = plan.stages[0].lr;
-        let lr = |t: u64| layout.hyper_at_step(t).unwrap().lr;
+        let lr = |t: u64| layout.hyper_at_step(t).unwrap().qhm.lr;
         assert!((lr(0) - 0.2 * first).abs() < 1e-15, "{r}");
         let mid = first * (0.2 + 0.8 * 100.0 / spe as f64);
         assert!((lr(100) - mid).abs() < 1e-15, "{r}");

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use stagewise_core::optim::{
-    AdamWScheduleFree, AdamWScheduleFreeHyper, Optimizer, Scheduled, SgdScheduleFree,
+    AdamWScheduleFree, AdamWScheduleFreeHyper, Optimizer, QhmParams, SgdScheduleFree,
     SgdScheduleFreeHyper,
 };
 use std::path::PathBuf;
@@ -111,9 +111,9 @@ fn replay(case: &Case) -> Replay {
     };
     assert_eq!(case.grads.len(), case.schedule.len(), "{}", case.name);
     for (s, g) in case.schedule.iter().zip(&case.grads) {
-        opt.set_scheduled(Scheduled {
+        opt.set_scheduled(QhmParams {
             lr: s.lr,
-            momentum: s.momentum,
+            beta: s.momentum,
             nu: 0.0,
         })
         .unwrap();

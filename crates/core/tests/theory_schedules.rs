@@ -26,7 +26,7 @@ fn cosine_stage(epochs: u64, lr: f64) -> Stage {
 fn lrs(plan: &Plan) -> Vec<f64> {
     let layout = plan.layout(N_TRAIN).unwrap();
     (0..layout.total_steps())
-        .map(|t| layout.hyper_at_step(t).unwrap().lr)
+        .map(|t| layout.hyper_at_step(t).unwrap().qhm.lr)
         .collect()
 }
 
@@ -77,7 +77,7 @@ fn every_recipe_integrates_alpha_exactly() {
         let layout = plan.layout(N_TRAIN).unwrap();
         for (s, span) in stages.iter().zip(layout.spans()) {
             let direct: f64 = (span.start_step..span.start_step + span.total_steps)
-                .map(|t| layout.hyper_at_step(t).unwrap().lr)
+                .map(|t| layout.hyper_at_step(t).unwrap().qhm.lr)
                 .sum();
             assert!(
                 (s.lr_sum - direct).abs() <= 1e-12 * direct,
@@ -91,7 +91,11 @@ fn every_recipe_integrates_alpha_exactly() {
             for piece in &s.pieces {
                 for _ in 0..piece.length_steps {
                     let h = layout.hyper_at_step(t).unwrap();
-                    assert_eq!((h.lr, h.beta), (piece.lr, piece.beta), "{recipe} step {t}");
+                    assert_eq!(
+                        (h.qhm.lr, h.qhm.beta),
+                        (piece.lr, piece.beta),
+                        "{recipe} step {t}"
+                    );
                     t += 1;
                 }
             }

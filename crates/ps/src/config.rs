@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 pub use stagewise_core::optim::OptimizerConfig;
-use stagewise_core::optim::Scheduled;
+use stagewise_core::optim::QhmParams;
 use stagewise_core::schedule::Plan;
 
 use crate::error::ConfigError;
@@ -188,9 +188,9 @@ impl ScheduleConfig {
                         ));
                     }
                 }
-                Ok(Box::new(Scheduled {
+                Ok(Box::new(QhmParams {
                     lr: *lr,
-                    momentum: *momentum,
+                    beta: *momentum,
                     nu: *nu,
                 }))
             }

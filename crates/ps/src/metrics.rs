@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use stagewise_core::optim::Scheduled;
+use stagewise_core::optim::QhmParams;
 use stagewise_core::record::{write_rows, RunKind, RunSummary, EVAL_FILE, TRAIN_FILE};
 pub use stagewise_core::record::{EvalRow, TrainRow};
 
@@ -229,13 +229,13 @@ impl Metrics {
 
     /// Records that the server reached `version` with the scheduled values `s`; closes a row
     /// every `log_every` updates.
-    pub fn record_update(&mut self, version: u64, s: Scheduled) {
+    pub fn record_update(&mut self, version: u64, s: QhmParams) {
         if version.is_multiple_of(self.log_every) {
             self.close_row(version, s);
         }
     }
 
-    fn close_row(&mut self, version: u64, s: Scheduled) {
+    fn close_row(&mut self, version: u64, s: QhmParams) {
         let now = Instant::now();
         let dt = now.duration_since(self.last_row.0).as_secs_f64();
         let du = version.saturating_sub(self.last_row.1);
@@ -248,7 +248,7 @@ impl Metrics {
             loss: (iv.loss_n > 0).then(|| iv.loss_sum / iv.loss_n as f64),
             accuracy: (iv.acc_n > 0).then(|| iv.acc_sum / iv.acc_n as f64),
             lr: s.lr,
-            momentum: Some(s.momentum),
+            momentum: Some(s.beta),
             nu: Some(s.nu),
             updates_per_s: Some(if dt > 0.0 { du as f64 / dt } else { 0.0 }),
             pushes: Some(iv.pushes),
@@ -389,9 +389,9 @@ mod tests {
             accuracy: Some(0.5),
             batch_size: 4,
         };
-        let scheduled = Scheduled {
+        let scheduled = QhmParams {
             lr: 0.1,
-            momentum: 0.9,
+            beta: 0.9,
             nu: 0.7,
         };
         for (v, tau) in [(1u64, 0u64), (2, 3), (3, 100)] {

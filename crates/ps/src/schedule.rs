@@ -5,7 +5,7 @@
 //! [`Plan`] laid out for a dataset of `n_train` examples is read with
 //! [`Layout::hyper_at_step`] at the version.
 
-use stagewise_core::optim::Scheduled;
+use stagewise_core::optim::QhmParams;
 use stagewise_core::schedule::{Layout, Plan};
 
 use crate::error::ConfigError;
@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 pub trait HyperSchedule: Send + Sync {
     /// The scheduled triple for the update that takes the server from `version` to
     /// `version + 1`.
-    fn at(&self, version: u64) -> Scheduled;
+    fn at(&self, version: u64) -> QhmParams;
 
     /// Number of updates the schedule lasts, if it ends.
     fn total_updates(&self) -> Option<u64> {
@@ -23,8 +23,8 @@ pub trait HyperSchedule: Send + Sync {
 }
 
 /// A constant schedule.
-impl HyperSchedule for Scheduled {
-    fn at(&self, _version: u64) -> Scheduled {
+impl HyperSchedule for QhmParams {
+    fn at(&self, _version: u64) -> QhmParams {
         *self
     }
 }
@@ -34,7 +34,7 @@ impl HyperSchedule for Scheduled {
 #[derive(Debug, Clone)]
 pub struct PlanSchedule {
     layout: Layout,
-    last: Scheduled,
+    last: QhmParams,
 }
 
 impl PlanSchedule {
@@ -46,7 +46,7 @@ impl PlanSchedule {
         let last_step = layout.total_steps().saturating_sub(1);
         let last = layout
             .hyper_at_step(last_step)
-            .map(|h| h.scheduled())
+            .map(|h| h.qhm)
             .ok_or_else(|| ConfigError::new("schedule.plan", "the plan has no steps"))?;
         Ok(Self { layout, last })
     }
@@ -58,10 +58,10 @@ impl PlanSchedule {
 }
 
 impl HyperSchedule for PlanSchedule {
-    fn at(&self, version: u64) -> Scheduled {
+    fn at(&self, version: u64) -> QhmParams {
         self.layout
             .hyper_at_step(version)
-            .map(|h| h.scheduled())
+            .map(|h| h.qhm)
             .unwrap_or(self.last)
     }
 
@@ -84,7 +84,7 @@ mod tests {
         let s = PlanSchedule::new(&plan, 320).unwrap();
         assert_eq!(s.total_updates(), Some(15));
         assert_eq!(s.at(0).lr, 0.1);
-        assert_eq!(s.at(9).momentum, 0.9);
+        assert_eq!(s.at(9).beta, 0.9);
         assert_eq!(s.at(10).lr, 0.01);
         assert_eq!(s.at(1000).nu, 0.5);
     }

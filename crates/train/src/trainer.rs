@@ -19,7 +19,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use stagewise_core::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
+use stagewise_core::optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind, QhmParams};
 use stagewise_core::record::{
     read_rows, write_rows, EvalRow, RecordError, RunKind, TrainRow, EVAL_FILE, TRAIN_FILE,
 };
@@ -329,7 +329,7 @@ pub fn train(
         .ok_or_else(|| TrainError::Config("the plan has no stages".into()))?;
     let optimizer = config
         .optimizer_config()
-        .build::<f32>(params.len(), first.scheduled())?;
+        .build::<f32>(params.len(), first.qhm)?;
     let state = RunState {
         model,
         params,
@@ -355,7 +355,7 @@ pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> 
     let first = config.plan.stages[0].hyper_at(0, 1);
     let mut optimizer = config
         .optimizer_config()
-        .build::<f32>(ckpt.params.len(), first.scheduled())?;
+        .build::<f32>(ckpt.params.len(), first.qhm)?;
     optimizer.load_state(ckpt.optimizer)?;
     // Rows written after the checkpoint (an interrupted epoch's) are dropped.
     let done = Some(ckpt.meta.epochs_done as f64);
@@ -446,9 +446,11 @@ fn run_epochs(
         let bar = progress_bar(opts.progress, steps, epoch + 1, total_epochs);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut hyper = Hyper {
-            lr: 0.0,
-            beta: 0.0,
-            nu: 0.0,
+            qhm: QhmParams {
+                lr: 0.0,
+                beta: 0.0,
+                nu: 0.0,
+            },
             batch_size: span.batch_size,
         };
         for k in 0..steps {
@@ -458,7 +460,7 @@ fn run_epochs(
             hyper = layout
                 .hyper_at_position(epoch, k)
                 .expect("position inside the plan");
-            state.optimizer.set_scheduled(hyper.scheduled())?;
+            state.optimizer.set_scheduled(hyper.qhm)?;
             let (images, labels) = batch_tensors(&batch, &device);
             let logits = state.model.forward(images);
             let loss = loss_fn.forward(logits.clone(), labels);
@@ -468,9 +470,9 @@ fn run_epochs(
                 step_in_epoch: k,
                 global_step: state.global_step,
                 what,
-                lr: hyper.lr,
-                beta: hyper.beta,
-                nu: hyper.nu,
+                lr: hyper.qhm.lr,
+                beta: hyper.qhm.beta,
+                nu: hyper.qhm.nu,
                 batch_size: hyper.batch_size,
                 last_good_epoch: state.epochs_done,
             };
@@ -530,7 +532,7 @@ fn run_epochs(
         if opts.progress {
             eprintln!(
                 "epoch {:>3}/{total_epochs}  stage {}  b {:>4}  lr {:.4}  beta {:.4}  train loss {train_loss:.4} acc {train_acc:.4}  test loss {test_loss:.4} acc {test_acc:.4}  {:.0}s",
-                epoch + 1, stage + 1, span.batch_size, hyper.lr, hyper.beta, state.seconds
+                epoch + 1, stage + 1, span.batch_size, hyper.qhm.lr, hyper.qhm.beta, state.seconds
             );
         }
         let at_epoch = Some(state.epochs_done as f64);
@@ -541,9 +543,9 @@ fn run_epochs(
             loss: Some(train_loss),
             accuracy: Some(train_acc),
             stage: u32::try_from(stage + 1).ok(),
-            lr: hyper.lr,
-            momentum: Some(hyper.beta),
-            nu: Some(hyper.nu),
+            lr: hyper.qhm.lr,
+            momentum: Some(hyper.qhm.beta),
+            nu: Some(hyper.qhm.nu),
             batch_size: Some(span.batch_size),
             ..TrainRow::default()
         });
@@ -661,7 +663,7 @@ mod tests {
         let model = Model::new(config.model, &training_device(), config.seed);
         let model = bridge::write_params(model, &ckpt.params).unwrap();
         let model = bridge::write_buffers(model, &ckpt.buffers).unwrap();
-        let first = config.plan.stages[0].hyper_at(0, 1).scheduled();
+        let first = config.plan.stages[0].hyper_at(0, 1).qhm;
         let mut optimizer = config
             .optimizer_config()
             .build::<f32>(ckpt.params.len(), first)

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rayon::prelude::*;
 use stagewise_core::optim::{
-    Adam, AdamHyper, Optimizer, Qhm, QhmHyper, Sgd, SgdHyper, WeightDecay,
+    Adam, AdamHyper, Optimizer, Qhm, QhmHyper, QhmParams, Sgd, SgdHyper, WeightDecay,
 };
 use stagewise_train::bench::asgd::bench_asgd_split as bench_asgd;
 use stagewise_train::bench::ops::bench_ops;
@@ -383,9 +383,11 @@ fn bench_one_size(n: usize, reps: usize) -> anyhow::Result<Vec<Row>> {
     push("triad (baseline)", 12, t);
 
     let qhm = QhmHyper {
-        lr: 1e-3,
-        beta: 0.9,
-        nu: 0.7,
+        qhm: QhmParams {
+            lr: 1e-3,
+            beta: 0.9,
+            nu: 0.7,
+        },
         weight_decay: 0.0,
         weight_decay_type: WeightDecay::Grad,
     };

@@ -891,9 +891,9 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
             anyhow::bail!(
                 "QHM α = {}, β = {}, ν = {} has no PyTorch SGD equivalent: ν must be 0 (plain \
                  SGD), 1 (momentum) or equal to β (Nesterov)",
-                fmt_num(h.lr),
-                fmt_num(h.beta),
-                fmt_num(h.nu)
+                fmt_num(h.qhm.lr),
+                fmt_num(h.qhm.beta),
+                fmt_num(h.qhm.nu)
             );
         };
         if args.json {
@@ -906,9 +906,9 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
             writeln!(
                 o,
                 "QHM α = {}, β = {}, ν = {}  →  PyTorch SGD(lr={}, momentum={}, nesterov={})",
-                fmt_num(h.lr),
-                fmt_num(h.beta),
-                fmt_num(h.nu),
+                fmt_num(h.qhm.lr),
+                fmt_num(h.qhm.beta),
+                fmt_num(h.qhm.nu),
                 fmt_num(lr),
                 fmt_num(momentum),
                 if nesterov { "True" } else { "False" }
@@ -919,8 +919,8 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
     if args.json {
         let v = json!({
             "from": args.from.name(), "to": "qhm", "inputs": inputs_json,
-            "alpha": h.lr, "beta": h.beta, "nu": h.nu,
-            "unnormalized_lr": h.lr * (1.0 - h.beta),
+            "alpha": h.qhm.lr, "beta": h.qhm.beta, "nu": h.qhm.nu,
+            "unnormalized_lr": h.qhm.lr * (1.0 - h.qhm.beta),
             "pytorch_sgd": pytorch.map(|(lr, momentum, nesterov)| json!({
                 "lr": lr, "momentum": momentum, "nesterov": nesterov
             })),
@@ -944,13 +944,13 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
         args.from.name(),
         shown.join(", ")
     )?;
-    writeln!(o, "  α = {}", fmt_num(h.lr))?;
-    writeln!(o, "  β = {}", fmt_num(h.beta))?;
-    writeln!(o, "  ν = {}", fmt_num(h.nu))?;
+    writeln!(o, "  α = {}", fmt_num(h.qhm.lr))?;
+    writeln!(o, "  β = {}", fmt_num(h.qhm.beta))?;
+    writeln!(o, "  ν = {}", fmt_num(h.qhm.nu))?;
     writeln!(
         o,
         "  (unnormalized lr η = α(1−β) = {})",
-        fmt_num(h.lr * (1.0 - h.beta))
+        fmt_num(h.qhm.lr * (1.0 - h.qhm.beta))
     )?;
     if let Some((lr, momentum, nesterov)) = pytorch {
         writeln!(

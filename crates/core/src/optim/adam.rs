@@ -10,7 +10,7 @@
 use super::hyper::{check_decay, check_non_negative, check_positive};
 use super::parallel::zip2;
 use super::WeightDecay;
-use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, QhmParams};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -151,18 +151,18 @@ impl<F: Real> Optimizer<F> for Adam<F> {
     }
 
     /// Reads `lr` as the learning rate and `momentum` as β₁; ignores `nu`.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(AdamHyper {
             lr: s.lr,
-            beta1: s.momentum,
+            beta1: s.beta,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.beta1,
+            beta: self.hyper.beta1,
             nu: 1.0,
         }
     }

@@ -1,14 +1,14 @@
 //! One description of an optimizer and the one factory that builds it.
 //!
 //! [`OptimizerConfig`] names the algorithm and its constants (weight decay, Adam's β₂ and ε, …);
-//! the scheduled values (lr, momentum, ν) come from the plan at every step. Training, the
+//! the scheduled values (lr, β, ν) come from the plan at every step. Training, the
 //! parameter server and `optim trace` all build their optimizers through
 //! [`OptimizerConfig::build`].
 //!
 //! ```
-//! use stagewise_core::optim::{OptimizerConfig, OptimizerKind, Scheduled};
+//! use stagewise_core::optim::{OptimizerConfig, OptimizerKind, QhmParams};
 //! let config = OptimizerConfig { beta2: Some(0.99), ..OptimizerConfig::new(OptimizerKind::Adam) };
-//! let first = Scheduled { lr: 1e-3, momentum: 0.9, nu: 0.0 };
+//! let first = QhmParams { lr: 1e-3, beta: 0.9, nu: 0.0 };
 //! let opt = config.build::<f32>(10, first).unwrap();
 //! assert_eq!(opt.name(), "adam");
 //! // A constant the algorithm does not have is refused, naming it.
@@ -18,7 +18,7 @@
 
 use super::{
     Adam, AdamHyper, AdamWScheduleFree, AdamWScheduleFreeHyper, OptimError, Optimizer,
-    OptimizerKind, QhAdam, QhAdamHyper, Qhm, QhmHyper, RmsProp, RmsPropHyper, Scheduled, Sgd,
+    OptimizerKind, QhAdam, QhAdamHyper, Qhm, QhmHyper, QhmParams, RmsProp, RmsPropHyper, Sgd,
     SgdHyper, SgdScheduleFree, SgdScheduleFreeHyper, WeightDecay,
 };
 use crate::schedule::Plan;
@@ -152,7 +152,7 @@ impl OptimizerConfig {
     pub fn build<F: Real>(
         &self,
         len: usize,
-        first: Scheduled,
+        first: QhmParams,
     ) -> Result<Box<dyn Optimizer<F>>, OptimError> {
         self.validate()?;
         let weight_decay = self.weight_decay;
@@ -166,9 +166,11 @@ impl OptimizerConfig {
             OptimizerKind::Qhm => Box::new(Qhm::try_new(
                 len,
                 QhmHyper {
-                    lr: first.lr,
-                    beta: first.momentum,
-                    nu: first.nu,
+                    qhm: QhmParams {
+                        lr: first.lr,
+                        beta: first.beta,
+                        nu: first.nu,
+                    },
                     weight_decay,
                     weight_decay_type,
                 },
@@ -177,7 +179,7 @@ impl OptimizerConfig {
                 len,
                 SgdHyper {
                     lr: first.lr,
-                    momentum: first.momentum,
+                    momentum: first.beta,
                     dampening: self.dampening.unwrap_or(0.0),
                     weight_decay,
                     nesterov: kind == OptimizerKind::Nesterov,
@@ -187,7 +189,7 @@ impl OptimizerConfig {
                 len,
                 AdamHyper {
                     lr: first.lr,
-                    beta1: first.momentum,
+                    beta1: first.beta,
                     beta2: self.beta2.unwrap_or(adam.beta2),
                     eps: self.eps.unwrap_or(adam.eps),
                     weight_decay,
@@ -204,7 +206,7 @@ impl OptimizerConfig {
                     lr: first.lr,
                     alpha: self.alpha.unwrap_or(rmsprop.alpha),
                     eps: self.eps.unwrap_or(rmsprop.eps),
-                    momentum: first.momentum,
+                    momentum: first.beta,
                     weight_decay,
                     centered: self.centered.unwrap_or(rmsprop.centered),
                 },
@@ -213,7 +215,7 @@ impl OptimizerConfig {
                 len,
                 QhAdamHyper {
                     lr: first.lr,
-                    beta1: first.momentum,
+                    beta1: first.beta,
                     beta2: self.beta2.unwrap_or(qhadam.beta2),
                     nu1: first.nu,
                     nu2: self.nu2.unwrap_or(qhadam.nu2),
@@ -226,7 +228,7 @@ impl OptimizerConfig {
                 len,
                 SgdScheduleFreeHyper {
                     lr: first.lr,
-                    momentum: first.momentum,
+                    momentum: first.beta,
                     weight_decay,
                     warmup_steps: self.warmup_steps.unwrap_or(sgd_sf.warmup_steps),
                     r: self.r.unwrap_or(sgd_sf.r),
@@ -237,7 +239,7 @@ impl OptimizerConfig {
                 len,
                 AdamWScheduleFreeHyper {
                     lr: first.lr,
-                    beta1: first.momentum,
+                    beta1: first.beta,
                     beta2: self.beta2.unwrap_or(adamw_sf.beta2),
                     eps: self.eps.unwrap_or(adamw_sf.eps),
                     weight_decay,
@@ -255,9 +257,9 @@ impl OptimizerConfig {
 mod tests {
     use super::*;
 
-    const FIRST: Scheduled = Scheduled {
+    const FIRST: QhmParams = QhmParams {
         lr: 0.1,
-        momentum: 0.9,
+        beta: 0.9,
         nu: 0.7,
     };
 

@@ -18,7 +18,7 @@
 //! ```
 //! use stagewise_core::optim::conventions::from_pytorch_sgd;
 //! let h = from_pytorch_sgd(0.1, 0.9, false).unwrap();
-//! assert!((h.lr - 1.0).abs() < 1e-12 && h.beta == 0.9 && h.nu == 1.0);
+//! assert!((h.qhm.lr - 1.0).abs() < 1e-12 && h.qhm.beta == 0.9 && h.qhm.nu == 1.0);
 //! ```
 
 use super::{check_range, OptimError, QhmHyper};
@@ -60,12 +60,12 @@ pub fn from_sutskever_nag(eps: f64, mu: f64) -> Result<QhmHyper, OptimError> {
 /// Returns `(lr, momentum, nesterov)`.
 pub fn to_pytorch_sgd(h: &QhmHyper) -> Option<(f64, f64, bool)> {
     const TOL: f64 = 1e-12;
-    if h.nu.abs() < TOL || h.beta == 0.0 {
-        Some((h.lr, 0.0, false))
-    } else if (h.nu - 1.0).abs() < TOL {
-        Some((h.lr * (1.0 - h.beta), h.beta, false))
-    } else if (h.nu - h.beta).abs() < TOL {
-        Some((h.lr * (1.0 - h.beta), h.beta, true))
+    if h.qhm.nu.abs() < TOL || h.qhm.beta == 0.0 {
+        Some((h.qhm.lr, 0.0, false))
+    } else if (h.qhm.nu - 1.0).abs() < TOL {
+        Some((h.qhm.lr * (1.0 - h.qhm.beta), h.qhm.beta, false))
+    } else if (h.qhm.nu - h.qhm.beta).abs() < TOL {
+        Some((h.qhm.lr * (1.0 - h.qhm.beta), h.qhm.beta, true))
     } else {
         None
     }

@@ -8,7 +8,7 @@
 //! use stagewise_core::optim::convert::from_pid;
 //! // k_P = −0.1, k_I = 0.1, k_D = 0.9: α = 0.1, β = 0.9/(0.9+0.1) = 0.9, ν = 0.01/0.09.
 //! let h = from_pid(-0.1, 0.1, 0.9).unwrap();
-//! assert!((h.beta - 0.9).abs() < 1e-12 && (h.nu - 1.0 / 9.0).abs() < 1e-12);
+//! assert!((h.qhm.beta - 0.9).abs() < 1e-12 && (h.qhm.nu - 1.0 / 9.0).abs() < 1e-12);
 //! ```
 
 use super::{check_range, OptimError, QhmHyper};
@@ -167,9 +167,9 @@ mod tests {
     fn pid_matches_its_formulas() {
         // β < 1 needs k_P < 0: k_P = −0.1, k_D = 0.9 gives β = 0.9, ν = 0.01/0.09.
         let h = from_pid(-0.1, 0.1, 0.9).unwrap();
-        assert!((h.lr - 0.1).abs() < 1e-15);
-        assert!((h.beta - 0.9).abs() < 1e-15);
-        assert!((h.nu - 0.01 / 0.09).abs() < 1e-15);
+        assert!((h.qhm.lr - 0.1).abs() < 1e-15);
+        assert!((h.qhm.beta - 0.9).abs() < 1e-15);
+        assert!((h.qhm.nu - 0.01 / 0.09).abs() < 1e-15);
     }
 
     #[test]
@@ -193,8 +193,8 @@ mod tests {
     #[test]
     fn accsgd_matches_its_formulas() {
         let h = from_accsgd(0.1, 1000.0, 10.0, 0.7).unwrap();
-        assert!((h.lr - 0.1 * 0.7 * 11.0 / 1.7).abs() < 1e-15);
-        assert!((h.nu - (7.0 - 1.0) / (0.7 * 11.0)).abs() < 1e-15);
-        assert!((h.beta - (1000.0 - 0.49 * 10.0) / (1000.0 + 7.0)).abs() < 1e-15);
+        assert!((h.qhm.lr - 0.1 * 0.7 * 11.0 / 1.7).abs() < 1e-15);
+        assert!((h.qhm.nu - (7.0 - 1.0) / (0.7 * 11.0)).abs() < 1e-15);
+        assert!((h.qhm.beta - (1000.0 - 0.49 * 10.0) / (1000.0 + 7.0)).abs() < 1e-15);
     }
 }

@@ -28,19 +28,51 @@ impl std::str::FromStr for WeightDecay {
     }
 }
 
-/// The hyperparameters a plan schedules, stage by stage or step by step.
+/// The (α, β, ν) triple of normalized QHM: the one type for it, from the optimizers to the
+/// theory.
 ///
-/// Each optimizer reads them in its own terms: for QHM they are α, β, ν; for PyTorch SGD the
+/// A plan schedules it stage by stage or step by step ([`crate::schedule::Hyper`] adds the batch
+/// size), and each optimizer reads it in its own terms: for QHM α, β, ν; for PyTorch SGD the
 /// learning rate and momentum (ν unused); for Adam and QHAdam the learning rate and β₁ (and ν₁);
-/// for RMSprop the learning rate and momentum.
+/// for RMSprop the learning rate and momentum. The theory's checked constructor and ranges are
+/// [`QhmParams::new`] and [`QhmParams::validate`].
+///
+/// ```
+/// use stagewise_core::optim::QhmParams;
+/// let p = QhmParams { lr: 0.5, beta: 0.9, nu: 0.7 };
+/// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"lr":0.5,"beta":0.9,"nu":0.7}"#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Scheduled {
-    /// Learning rate (α for QHM, normalized convention).
+pub struct QhmParams {
+    /// Learning rate α (normalized QHM convention).
     pub lr: f64,
-    /// Momentum factor (β for QHM, β₁ for Adam-type).
-    pub momentum: f64,
+    /// Momentum β (β₁ for Adam-type optimizers).
+    pub beta: f64,
     /// Immediate discount ν (QHM, QHAdam's ν₁); ignored by others.
     pub nu: f64,
+}
+
+impl QhmParams {
+    /// Builds the triple within the optimizer's ranges (α ≥ 0, 0 ≤ β < 1, 0 ≤ ν ≤ 1), naming the
+    /// first field out of range. The theory, which needs α > 0, has [`QhmParams::new`].
+    ///
+    /// ```
+    /// use stagewise_core::optim::QhmParams;
+    /// assert!(QhmParams::checked(0.0, 0.9, 0.7).is_ok());
+    /// assert!(QhmParams::checked(0.1, 1.0, 0.7).is_err());
+    /// ```
+    pub fn checked(lr: f64, beta: f64, nu: f64) -> Result<Self, OptimError> {
+        let p = Self { lr, beta, nu };
+        p.check_optimizer_ranges()?;
+        Ok(p)
+    }
+
+    /// Checks the optimizer's ranges (see [`QhmParams::checked`]).
+    pub fn check_optimizer_ranges(&self) -> Result<(), OptimError> {
+        check_non_negative("lr", self.lr)?;
+        check_decay("beta", self.beta)?;
+        check_fraction("nu", self.nu)
+    }
 }
 
 /// Checks `lo <= value` (or `<`) and `value <= hi` (or `<`), naming the field on failure.

@@ -26,7 +26,7 @@ pub mod sgd;
 pub use adam::{Adam, AdamHyper};
 pub use config::OptimizerConfig;
 pub use error::OptimError;
-pub use hyper::{check_finite, check_range, Scheduled, WeightDecay};
+pub use hyper::{check_finite, check_range, QhmParams, WeightDecay};
 pub use kind::OptimizerKind;
 pub use qhadam::{QhAdam, QhAdamHyper};
 pub use qhm::{Qhm, QhmHyper};
@@ -82,10 +82,10 @@ pub trait Optimizer<F: Real>: Send {
     /// Sets the scheduled hyperparameters (learning rate, momentum, ν) for the next steps.
     ///
     /// Each optimizer documents how it reads them; state is kept.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError>;
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError>;
 
     /// The scheduled hyperparameters currently in force.
-    fn scheduled(&self) -> Scheduled;
+    fn scheduled(&self) -> QhmParams;
 
     /// Exports the state for a checkpoint.
     fn state(&self) -> OptimizerState<F>;

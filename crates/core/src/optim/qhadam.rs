@@ -14,7 +14,7 @@
 use super::hyper::{check_decay, check_fraction, check_non_negative};
 use super::parallel::zip2;
 use super::{get_scalar, take_buffer, OptimError, Optimizer, OptimizerState};
-use super::{Scheduled, WeightDecay};
+use super::{QhmParams, WeightDecay};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -153,19 +153,19 @@ impl<F: Real> Optimizer<F> for QhAdam<F> {
     }
 
     /// Reads `lr`, `momentum` as β₁ and `nu` as ν₁.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(QhAdamHyper {
             lr: s.lr,
-            beta1: s.momentum,
+            beta1: s.beta,
             nu1: s.nu,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.beta1,
+            beta: self.hyper.beta1,
             nu: self.hyper.nu1,
         }
     }

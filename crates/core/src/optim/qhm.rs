@@ -12,22 +12,19 @@
 //! α = η/(1−m), β = m, ν = 1 (see [`super::conventions`]). Plain SGD is ν = 0, normalized heavy
 //! ball ν = 1, PyTorch Nesterov ν = β.
 
-use super::hyper::{check_decay, check_fraction, check_non_negative};
+use super::hyper::check_non_negative;
 use super::parallel::zip1;
 use super::{take_buffer, OptimError, Optimizer, OptimizerState};
-use super::{Scheduled, WeightDecay};
+use super::{QhmParams, WeightDecay};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
-/// QHM hyperparameters (normalized convention).
+/// The QHM optimizer's settings: the (α, β, ν) triple and weight decay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QhmHyper {
-    /// Learning rate α ≥ 0.
-    pub lr: f64,
-    /// Momentum β, 0 ≤ β < 1.
-    pub beta: f64,
-    /// Immediate discount ν, 0 ≤ ν ≤ 1.
-    pub nu: f64,
+    /// α ≥ 0, 0 ≤ β < 1, 0 ≤ ν ≤ 1 (normalized convention).
+    #[serde(flatten)]
+    pub qhm: QhmParams,
     /// Weight decay ≥ 0.
     pub weight_decay: f64,
     /// How weight decay is applied.
@@ -37,10 +34,19 @@ pub struct QhmHyper {
 impl Default for QhmHyper {
     /// qhoptim's recommended defaults: α = 1, β = 0.999, ν = 0.7, no weight decay.
     fn default() -> Self {
-        Self {
+        Self::from(QhmParams {
             lr: 1.0,
             beta: 0.999,
             nu: 0.7,
+        })
+    }
+}
+
+impl From<QhmParams> for QhmHyper {
+    /// The triple without weight decay.
+    fn from(qhm: QhmParams) -> Self {
+        Self {
+            qhm,
             weight_decay: 0.0,
             weight_decay_type: WeightDecay::Grad,
         }
@@ -50,22 +56,12 @@ impl Default for QhmHyper {
 impl QhmHyper {
     /// Builds α, β, ν without weight decay, validated.
     pub fn checked(lr: f64, beta: f64, nu: f64) -> Result<Self, OptimError> {
-        let h = Self {
-            lr,
-            beta,
-            nu,
-            weight_decay: 0.0,
-            weight_decay_type: WeightDecay::Grad,
-        };
-        h.validate()?;
-        Ok(h)
+        QhmParams::checked(lr, beta, nu).map(Self::from)
     }
 
     /// Checks every field's range, naming the first field out of range.
     pub fn validate(&self) -> Result<(), OptimError> {
-        check_non_negative("lr", self.lr)?;
-        check_decay("beta", self.beta)?;
-        check_fraction("nu", self.nu)?;
+        self.qhm.check_optimizer_ranges()?;
         check_non_negative("weight_decay", self.weight_decay)
     }
 }
@@ -160,14 +156,14 @@ impl<F: Real> Optimizer<F> for Qhm<F> {
         let h = self.hyper;
         let coupled_wd = h.weight_decay != 0.0 && h.weight_decay_type == WeightDecay::Grad;
         let direct_scale = match h.weight_decay_type {
-            WeightDecay::Direct if h.weight_decay != 0.0 => 1.0 - h.lr * h.weight_decay,
+            WeightDecay::Direct if h.weight_decay != 0.0 => 1.0 - h.qhm.lr * h.weight_decay,
             _ => 1.0,
         };
         let coef = QhmCoefficients {
-            beta: F::from_f64(h.beta),
-            one_minus_beta: F::from_f64(1.0 - h.beta),
-            lr_nu: F::from_f64(h.lr * h.nu),
-            lr_one_minus_nu: F::from_f64(h.lr * (1.0 - h.nu)),
+            beta: F::from_f64(h.qhm.beta),
+            one_minus_beta: F::from_f64(1.0 - h.qhm.beta),
+            lr_nu: F::from_f64(h.qhm.lr * h.qhm.nu),
+            lr_one_minus_nu: F::from_f64(h.qhm.lr * (1.0 - h.qhm.nu)),
             wd: F::from_f64(h.weight_decay),
             direct_scale: F::from_f64(direct_scale),
         };
@@ -192,21 +188,15 @@ impl<F: Real> Optimizer<F> for Qhm<F> {
     }
 
     /// Reads `lr` as α, `momentum` as β and `nu` as ν.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(QhmHyper {
-            lr: s.lr,
-            beta: s.momentum,
-            nu: s.nu,
+            qhm: s,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
-            lr: self.hyper.lr,
-            momentum: self.hyper.beta,
-            nu: self.hyper.nu,
-        }
+    fn scheduled(&self) -> QhmParams {
+        self.hyper.qhm
     }
 
     fn state(&self) -> OptimizerState<F> {
@@ -238,10 +228,10 @@ mod tests {
             if h.weight_decay_type == WeightDecay::Grad {
                 gi += h.weight_decay * theta[i];
             } else {
-                theta[i] *= 1.0 - h.lr * h.weight_decay;
+                theta[i] *= 1.0 - h.qhm.lr * h.weight_decay;
             }
-            d[i] = h.beta * d[i] + (1.0 - h.beta) * gi;
-            theta[i] -= h.lr * (h.nu * d[i] + (1.0 - h.nu) * gi);
+            d[i] = h.qhm.beta * d[i] + (1.0 - h.qhm.beta) * gi;
+            theta[i] -= h.qhm.lr * (h.qhm.nu * d[i] + (1.0 - h.qhm.nu) * gi);
         }
     }
 
@@ -255,9 +245,11 @@ mod tests {
             .collect();
         for wd_type in [WeightDecay::Grad, WeightDecay::Direct] {
             let h = QhmHyper {
-                lr: 0.3,
-                beta: 0.9,
-                nu: 0.7,
+                qhm: QhmParams {
+                    lr: 0.3,
+                    beta: 0.9,
+                    nu: 0.7,
+                },
                 weight_decay: 0.01,
                 weight_decay_type: wd_type,
             };
@@ -311,7 +303,10 @@ mod tests {
     #[test]
     fn invalid_hyperparameters_name_the_field() {
         let bad = QhmHyper {
-            beta: 1.0,
+            qhm: QhmParams {
+                beta: 1.0,
+                ..QhmHyper::default().qhm
+            },
             ..Default::default()
         };
         let err = Qhm::<f64>::try_new(1, bad).unwrap_err();
@@ -320,7 +315,10 @@ mod tests {
             "hyperparameter 'beta' = 1 is out of range; allowed: 0 <= beta < 1"
         );
         let bad = QhmHyper {
-            nu: f64::NAN,
+            qhm: QhmParams {
+                nu: f64::NAN,
+                ..QhmHyper::default().qhm
+            },
             ..Default::default()
         };
         assert!(matches!(
@@ -342,9 +340,11 @@ mod tests {
     #[test]
     fn state_round_trips_and_continues_identically() {
         let h = QhmHyper {
-            lr: 0.5,
-            beta: 0.8,
-            nu: 0.6,
+            qhm: QhmParams {
+                lr: 0.5,
+                beta: 0.8,
+                nu: 0.6,
+            },
             ..Default::default()
         };
         let mut a = Qhm::<f64>::new(2, h);

@@ -9,7 +9,7 @@
 
 use super::hyper::{check_decay, check_non_negative, check_positive};
 use super::parallel::{zip1, zip2};
-use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, QhmParams};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -176,18 +176,18 @@ impl<F: Real> Optimizer<F> for RmsProp<F> {
     }
 
     /// Reads `lr` as the learning rate and `momentum` as μ; ignores `nu`.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(RmsPropHyper {
             lr: s.lr,
-            momentum: s.momentum,
+            momentum: s.beta,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.momentum,
+            beta: self.hyper.momentum,
             nu: 1.0,
         }
     }

@@ -29,7 +29,7 @@
 
 use super::hyper::{check_decay, check_non_negative, check_positive};
 use super::parallel::{zip2, zip3};
-use super::{get_scalar, take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{get_scalar, take_buffer, OptimError, Optimizer, OptimizerState, QhmParams};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -278,18 +278,18 @@ impl<F: Real> Optimizer<F> for SgdScheduleFree<F> {
     }
 
     /// Reads `lr` as γ (before warm-up) and `momentum` as β; ignores `nu`.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(SgdScheduleFreeHyper {
             lr: s.lr,
-            momentum: s.momentum,
+            momentum: s.beta,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.momentum,
+            beta: self.hyper.momentum,
             nu: 1.0,
         }
     }
@@ -525,18 +525,18 @@ impl<F: Real> Optimizer<F> for AdamWScheduleFree<F> {
     }
 
     /// Reads `lr` as γ (before warm-up) and `momentum` as β₁; ignores `nu`.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(AdamWScheduleFreeHyper {
             lr: s.lr,
-            beta1: s.momentum,
+            beta1: s.beta,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.beta1,
+            beta: self.hyper.beta1,
             nu: 1.0,
         }
     }
@@ -775,18 +775,14 @@ mod tests {
         .contains("'weight_lr_power'"));
         let mut adam = AdamWScheduleFree::<f64>::try_new(1, Default::default()).unwrap();
         let err = adam
-            .set_scheduled(Scheduled {
+            .set_scheduled(QhmParams {
                 lr: 0.1,
-                momentum: -0.5,
+                beta: -0.5,
                 nu: 0.0,
             })
             .unwrap_err();
         assert!(err.to_string().contains("0 <= beta1 < 1"));
-        assert_eq!(
-            adam.scheduled().momentum,
-            0.9,
-            "refused values are not kept"
-        );
+        assert_eq!(adam.scheduled().beta, 0.9, "refused values are not kept");
         let err = AdamWScheduleFree::<f64>::try_new(
             1,
             AdamWScheduleFreeHyper {

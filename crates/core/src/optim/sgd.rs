@@ -17,7 +17,7 @@
 
 use super::hyper::{check_decay, check_fraction, check_non_negative};
 use super::parallel::{zip0, zip1};
-use super::{take_buffer, OptimError, Optimizer, OptimizerState, Scheduled};
+use super::{take_buffer, OptimError, Optimizer, OptimizerState, QhmParams};
 use crate::Real;
 use serde::{Deserialize, Serialize};
 
@@ -140,18 +140,18 @@ impl<F: Real> Optimizer<F> for Sgd<F> {
     }
 
     /// Reads `lr` as η and `momentum` as m; ignores `nu`.
-    fn set_scheduled(&mut self, s: Scheduled) -> Result<(), OptimError> {
+    fn set_scheduled(&mut self, s: QhmParams) -> Result<(), OptimError> {
         self.set_hyper(SgdHyper {
             lr: s.lr,
-            momentum: s.momentum,
+            momentum: s.beta,
             ..self.hyper
         })
     }
 
-    fn scheduled(&self) -> Scheduled {
-        Scheduled {
+    fn scheduled(&self) -> QhmParams {
+        QhmParams {
             lr: self.hyper.lr,
-            momentum: self.hyper.momentum,
+            beta: self.hyper.momentum,
             nu: if self.hyper.nesterov {
                 self.hyper.momentum
             } else {

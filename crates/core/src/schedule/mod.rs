@@ -14,7 +14,7 @@
 //! let plan = RecipeParams::default().build(Recipe::Stagewise).unwrap(); // the main job's plan
 //! let layout = plan.layout(50_000).unwrap();          // CIFAR-sized training set
 //! let h = layout.hyper_at_position(2, 0).unwrap();     // first step of epoch 2 = stage 2
-//! assert_eq!((h.lr, h.batch_size), (0.25, 128));
+//! assert_eq!((h.qhm.lr, h.batch_size), (0.25, 128));
 //! println!("{plan}");                                  // the stage table
 //! ```
 

@@ -6,30 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use super::error::PlanError;
 use super::stage_schedule::{StageCurves, StageSchedule};
-use crate::optim::{Scheduled, WeightDecay};
+use crate::optim::{QhmParams, WeightDecay};
 
-/// The hyperparameters in force at one step.
+/// The hyperparameters in force at one step: the (α, β, ν) the optimizer takes and the batch
+/// size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hyper {
-    /// Learning rate α (normalized QHM convention).
-    pub lr: f64,
-    /// Momentum β.
-    pub beta: f64,
-    /// Immediate discount ν.
-    pub nu: f64,
+    /// α, β, ν (normalized QHM convention).
+    #[serde(flatten)]
+    pub qhm: QhmParams,
     /// Batch size b.
     pub batch_size: u64,
-}
-
-impl Hyper {
-    /// The (lr, momentum, ν) triple the optimizers take.
-    pub fn scheduled(&self) -> Scheduled {
-        Scheduled {
-            lr: self.lr,
-            momentum: self.beta,
-            nu: self.nu,
-        }
-    }
 }
 
 /// The length of a stage, in epochs or in optimizer steps.
@@ -149,9 +136,11 @@ impl Stage {
             ),
         };
         Hyper {
-            lr,
-            beta,
-            nu: self.nu,
+            qhm: QhmParams {
+                lr,
+                beta,
+                nu: self.nu,
+            },
             batch_size: self.batch_size,
         }
     }
@@ -292,7 +281,7 @@ fn is_default_wd(x: &WeightDecay) -> bool {
 /// assert_eq!(plan.total_epochs(), Some(15));
 /// assert_eq!(plan.stage_at_epoch(7).map(|(i, s)| (i, s.batch_size)), Some((1, 64)));
 /// let h = plan.hyper_at(1, 0, 100).unwrap();
-/// assert_eq!((h.lr, h.batch_size), (0.05, 64));
+/// assert_eq!((h.qhm.lr, h.batch_size), (0.05, 64));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,18 +456,12 @@ mod tests {
         assert_eq!(
             h,
             Hyper {
-                lr: 0.1,
-                beta: 0.9,
-                nu: 0.7,
+                qhm: QhmParams {
+                    lr: 0.1,
+                    beta: 0.9,
+                    nu: 0.7
+                },
                 batch_size: 128
-            }
-        );
-        assert_eq!(
-            h.scheduled(),
-            Scheduled {
-                lr: 0.1,
-                momentum: 0.9,
-                nu: 0.7
             }
         );
     }

@@ -140,8 +140,8 @@ impl FromStr for Recipe {
 /// use stagewise_core::schedule::{Recipe, RecipeParams};
 /// let p = RecipeParams { warmup_epochs: Some(1), ..RecipeParams::default() };
 /// let layout = p.build(Recipe::Wsd).unwrap().layout(60_000).unwrap(); // 235 steps per epoch
-/// assert_eq!(layout.hyper_at_step(0).unwrap().lr, 0.0);               // from 0·α0 …
-/// assert_eq!(layout.hyper_at_step(235).unwrap().lr, 0.5);             // … to α0 in 1 epoch
+/// assert_eq!(layout.hyper_at_step(0).unwrap().qhm.lr, 0.0);               // from 0·α0 …
+/// assert_eq!(layout.hyper_at_step(235).unwrap().qhm.lr, 0.5);             // … to α0 in 1 epoch
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

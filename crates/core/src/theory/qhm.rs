@@ -20,20 +20,10 @@ use super::error::{self, Result, TheoryError};
 /// A 2×2 matrix, row-major; used for the (θ, d) state of QHM.
 pub type Mat2 = [[f64; 2]; 2];
 
-/// Hyperparameters of one normalized QHM iteration.
-///
-/// Valid ranges: `lr > 0`, `beta ∈ [0, 1)`, `nu ∈ [0, 1]`; check them with [`QhmParams::new`]
-/// or [`QhmParams::validate`] (every function of this module validates its inputs).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct QhmParams {
-    /// Normalized learning rate α.
-    pub lr: f64,
-    /// Momentum β.
-    pub beta: f64,
-    /// Immediate discount ν (ν = 0: plain SGD, ν = 1: normalized heavy ball).
-    pub nu: f64,
-}
+pub use crate::optim::QhmParams;
 
+/// The theory's view of the triple: valid ranges are `lr > 0`, `beta ∈ [0, 1)`, `nu ∈ [0, 1]`
+/// (every function of this module validates its inputs).
 impl QhmParams {
     /// Validated constructor.
     ///

@@ -133,8 +133,8 @@ impl Setting {
                     self.name(),
                     fmt_num(lr),
                     fmt_num(momentum),
-                    fmt_num(h.lr),
-                    fmt_num(h.beta),
+                    fmt_num(h.qhm.lr),
+                    fmt_num(h.qhm.beta),
                     if nesterov { "m" } else { "1" },
                     if nesterov {
                         "test_nesterov_equiv"
@@ -165,9 +165,9 @@ impl Setting {
                         " A common QHM starting point is PyTorch SGD lr 0.1, momentum 0.9 \
                          (α = {}, β = 0.9, ν = 1; qhoptim's rule of thumb would use ν = {}, \
                          β = {}).",
-                        fmt_num(h.lr),
-                        fmt_num(h.nu),
-                        fmt_num(h.beta)
+                        fmt_num(h.qhm.lr),
+                        fmt_num(h.qhm.nu),
+                        fmt_num(h.qhm.beta)
                     )
                 });
                 Err(AdviceError::Unsupported(format!(
@@ -347,15 +347,17 @@ fn round(x: f64) -> f64 {
 pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError> {
     let (h, why) = opts.setting.to_qhm()?;
     let h = QhmHyper {
-        lr: round(h.lr),
-        beta: round(h.beta),
-        nu: round(h.nu),
+        qhm: QhmParams {
+            lr: round(h.qhm.lr),
+            beta: round(h.qhm.beta),
+            nu: round(h.qhm.nu),
+        },
         ..h
     };
     let converted = QhmParams {
-        lr: h.lr,
-        beta: h.beta,
-        nu: h.nu,
+        lr: h.qhm.lr,
+        beta: h.qhm.beta,
+        nu: h.qhm.nu,
     };
     let mut reasons = vec![Note::new(Topic::Conversion, why)];
     let mut warnings = Vec::new();
@@ -369,22 +371,22 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
             if !(0.0..=1.0).contains(&nu) {
                 return Err(AdviceError::invalid("nu", nu, "in [0, 1]"));
             }
-            if nu != h.nu {
+            if nu != h.qhm.nu {
                 reasons.push(Note::new(
                     Topic::NuOverride,
                     format!(
                         "ν = {} instead of the converted {}, as asked: stage 1 is no longer \
                          exactly your setting",
                         fmt_num(nu),
-                        fmt_num(h.nu)
+                        fmt_num(h.qhm.nu)
                     ),
                 ));
             }
             nu
         }
-        None => h.nu,
+        None => h.qhm.nu,
     };
-    let (mut lr, mut beta, mut batch) = (h.lr, h.beta, opts.batch);
+    let (mut lr, mut beta, mut batch) = (h.qhm.lr, h.qhm.beta, opts.batch);
 
     let asgd = match opts.workers {
         None => None,
@@ -470,20 +472,22 @@ pub fn recommend(opts: &RecommendOptions) -> Result<Recommendation, AdviceError>
             "one stage: the plan is the converted setting, constant",
         ));
     }
-    if h.nu == 1.0 && opts.nu.is_none() && beta > 0.0 {
-        if let Ok(t) = rule_of_thumb(h.lr * (1.0 - h.beta), h.beta) {
+    if h.qhm.nu == 1.0 && opts.nu.is_none() && beta > 0.0 {
+        if let Ok(t) = rule_of_thumb(h.qhm.lr * (1.0 - h.qhm.beta), h.qhm.beta) {
             reasons.push(
                 Note::new(
                     Topic::RuleOfThumb,
                     format!(
                         "tip: qhoptim's rule of thumb for momentum m is ν = max(0, 3m−2) = {}, \
                          β = max(0.999, m) = {} (docs/theory.md §1); ν = {} moves towards QHM",
-                        fmt_num(t.nu),
-                        fmt_num(t.beta),
-                        fmt_num(t.nu)
+                        fmt_num(t.qhm.nu),
+                        fmt_num(t.qhm.beta),
+                        fmt_num(t.qhm.nu)
                     ),
                 )
-                .hint(Hint::SetNu { nu: round(t.nu) }),
+                .hint(Hint::SetNu {
+                    nu: round(t.qhm.nu),
+                }),
             );
         }
     }
@@ -515,7 +519,7 @@ fn asgd_advice(
             "in (0, 1]",
         ));
     }
-    let mut o = AsgdLrOptions::new(h.lr, opts.batch as f64, m);
+    let mut o = AsgdLrOptions::new(h.qhm.lr, opts.batch as f64, m);
     o.reference_batch = opts.batch as f64;
     o.lambda_max = opts.h_max;
     o.update = opts.update;
@@ -529,7 +533,7 @@ fn asgd_advice(
                 "synchronous SGD with M = {m} workers (policy sync): each update averages M \
                  gradients, {} examples, and sees no staleness; the converted β = {} is kept",
                 u64::from(m) * opts.batch,
-                fmt_num(h.beta)
+                fmt_num(h.qhm.beta)
             ),
         ));
         reasons.push(Note::new(
@@ -561,14 +565,14 @@ fn asgd_advice(
             plan_lr: rec.lr,
             plan_batch: opts.batch,
             lr: rec,
-            target_momentum: h.beta,
+            target_momentum: h.qhm.beta,
             momentum_match: opts.momentum_match,
-            explicit_momentum_exact: h.beta,
-            explicit_momentum: h.beta,
-            total_momentum: h.beta,
+            explicit_momentum_exact: h.qhm.beta,
+            explicit_momentum: h.qhm.beta,
+            total_momentum: h.qhm.beta,
         });
     }
-    let exact = explicit_momentum_for_target(h.beta, m, opts.momentum_match)?;
+    let exact = explicit_momentum_for_target(h.qhm.beta, m, opts.momentum_match)?;
     let explicit = exact.max(0.0);
     let total = compose_momentum(explicit, m, opts.momentum_match)?;
     reasons.push(Note::new(
@@ -630,7 +634,7 @@ fn asgd_advice(
              [D]); to keep the total at the converted β = {} the explicit momentum becomes {} \
              ({} rule{})",
             fmt_num(q),
-            fmt_num(h.beta),
+            fmt_num(h.qhm.beta),
             fmt_num(explicit),
             match opts.momentum_match {
                 MomentumMatch::DcGain => "DC-gain: 1 − β_explicit = M(1 − β)",
@@ -644,7 +648,7 @@ fn asgd_advice(
         ),
     ));
     if let Some(h_max) = opts.h_max {
-        let nu = opts.nu.unwrap_or(h.nu);
+        let nu = opts.nu.unwrap_or(h.qhm.nu);
         let limit = super::asgd::delayed_qhm_stability_limit(explicit, nu, m - 1)? / h_max;
         reasons.push(Note::new(
             Topic::StabilityCheck,
@@ -689,13 +693,15 @@ fn asgd_advice(
                      the exact explicit momentum would be negative ({}), which plans do not \
                      allow; β0 = 0 is used and the total momentum is {}",
                     fmt_num(q),
-                    fmt_num(h.beta),
+                    fmt_num(h.qhm.beta),
                     fmt_num(exact),
                     fmt_num(total)
                 ),
             )
             .hint(Hint::FewerWorkers { current: m })
-            .hint(Hint::LargerMomentum { current: h.beta }),
+            .hint(Hint::LargerMomentum {
+                current: h.qhm.beta,
+            }),
         );
     }
     Ok(AsgdAdvice {
@@ -707,7 +713,7 @@ fn asgd_advice(
         plan_lr,
         plan_batch,
         lr: rec,
-        target_momentum: h.beta,
+        target_momentum: h.qhm.beta,
         momentum_match: opts.momentum_match,
         explicit_momentum_exact: exact,
         explicit_momentum: explicit,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use stagewise_core::optim::{check_finite, Scheduled};
+use stagewise_core::optim::{check_finite, QhmParams};
 use stagewise_core::record::RunKind;
 
 use crate::checkpoint::Checkpoint;
@@ -435,7 +435,7 @@ impl ParamServer {
     }
 
     /// Metrics row, evaluation and checkpoint bookkeeping after reaching `version`.
-    fn after_update(&self, version: u64, scheduled: Scheduled) {
+    fn after_update(&self, version: u64, scheduled: QhmParams) {
         lock(&self.metrics).record_update(version, scheduled);
         if self.eval_every.is_some_and(|k| version.is_multiple_of(k)) {
             let tx = lock(&self.eval_tx).clone();

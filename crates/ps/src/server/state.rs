@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use stagewise_core::optim::{Optimizer, Scheduled};
+use stagewise_core::optim::{Optimizer, QhmParams};
 
 use super::policy::{Decision, Policy};
 use crate::checkpoint::Checkpoint;
@@ -84,7 +84,7 @@ pub(crate) struct ShardState {
     clocks: HashMap<u32, Clock>,
     worker_timeout: Duration,
     /// Scheduled values used by the last update.
-    pub(crate) last_scheduled: Scheduled,
+    pub(crate) last_scheduled: QhmParams,
     /// Version and time of the last checkpoint.
     pub(crate) last_checkpoint: (u64, Instant),
 }
@@ -236,7 +236,7 @@ impl ShardState {
 
     fn apply(&mut self, grads: &[f32], lr_scale: f64, use_scratch: bool) -> Result<(), PushError> {
         let sched = self.schedule.at(self.version);
-        self.optimizer.set_scheduled(Scheduled {
+        self.optimizer.set_scheduled(QhmParams {
             lr: sched.lr * lr_scale,
             ..sched
         })?;

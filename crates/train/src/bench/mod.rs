@@ -12,7 +12,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
-use stagewise_core::optim::{OptimizerConfig, OptimizerKind, Scheduled};
+use stagewise_core::optim::{OptimizerConfig, OptimizerKind, QhmParams};
 use stagewise_data::{synthetic, BatchConfig, EpochBatches, SyntheticConfig};
 use std::time::{Duration, Instant};
 
@@ -65,9 +65,9 @@ fn time_steps(kind: ModelKind, batch_size: usize, steps: usize, warmup: usize) -
     let mut optimizer = OptimizerConfig::new(OptimizerKind::Qhm)
         .build::<f32>(
             params.len(),
-            Scheduled {
+            QhmParams {
                 lr: 0.1,
-                momentum: 0.9,
+                beta: 0.9,
                 nu: 0.7,
             },
         )
