@@ -114,6 +114,10 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
         "8",
         "--h-max",
         "1",
+        "--batch",
+        "128",
+        "--stages",
+        "4",
         "--json",
     ]);
     let rec = &v["recommendation"];
@@ -160,6 +164,8 @@ fn recommend_json_for_asgd_caps_the_lr_and_reduces_momentum() {
         "1",
         "--asgd-batch",
         "keep-batch",
+        "--batch",
+        "128",
         "--json",
     ]);
     let stage = &v["recommendation"]["plan"]["stages"][0];
@@ -495,6 +501,10 @@ fn errors_name_the_field_and_the_allowed_range() {
         "64",
         "--h-max",
         "30",
+        "--batch",
+        "128",
+        "--stages",
+        "4",
     ]);
     assert!(
         e.contains("lowered from 128 to 1") && e.contains("--asgd-batch keep-batch"),

@@ -16,6 +16,7 @@
 //! assert!(theta[0] < 1.0 && theta[1] > -2.0);
 //! ```
 
+pub mod choice;
 pub mod files;
 pub mod optim;
 pub mod real;

@@ -42,14 +42,15 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+use stagewise_core::choice::Choice;
 use stagewise_core::theory::estimate::{
     hutchinson_trace, lanczos_top, LanczosOptions, NoiseAccumulator, SpectrumEstimate,
 };
 use stagewise_data::{Batch, BatchConfig, Dataset, EpochBatches};
 
-use crate::asgd::batch_gradient;
+use crate::asgd::{batch_gradient, initial_params};
 use crate::bridge;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::data::DataConfig;
 use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
 use crate::trainer::{batch_tensors, TrainConfig, TrainError};
@@ -66,14 +67,31 @@ pub enum Curvature {
     FiniteDifferenceHessian,
 }
 
-impl std::fmt::Display for Curvature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Choice for Curvature {
+    const WHAT: &'static str = "curvature";
+    const ALL: &'static [Self] = &[Self::GaussNewton, Self::FiniteDifferenceHessian];
+
+    fn name(self) -> &'static str {
+        match self {
             Self::GaussNewton => "gauss-newton",
             Self::FiniteDifferenceHessian => "fd-hessian",
-        })
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::GaussNewton => {
+                "generalized Gauss-Newton: symmetric PSD; finite-difference logits, exact \
+                 softmax Hessian"
+            }
+            Self::FiniteDifferenceHessian => {
+                "finite differences of gradients; noisy for ReLU networks"
+            }
+        }
     }
 }
+
+stagewise_core::display_and_parse_by_choice!(Curvature);
 
 /// Options of [`estimate_spectrum`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +239,30 @@ impl ModelPoint {
         );
         Ok(point)
     }
+}
+
+/// Where a spectrum is taken: a run folder written by `stagewise train` (its checkpoint), or a
+/// model name (`mlp`, `cnn`, `resnet`) at its initialization with `seed`.
+///
+/// Returns the point and the data to take the spectrum on: the run's, or the default data for a
+/// fresh model.
+///
+/// # Errors
+/// When `source` is neither a run folder nor a model name, or the run's checkpoint is unreadable.
+pub fn resolve_source(source: &str, seed: u64) -> Result<(ModelPoint, DataConfig), TrainError> {
+    let dir = std::path::Path::new(source);
+    if dir.join(CHECKPOINT_FILE).is_file() {
+        let point = ModelPoint::from_run(dir)?;
+        let data = point.data.clone().unwrap_or_default();
+        return Ok((point, data));
+    }
+    let kind: ModelKind = source.parse().map_err(|e| {
+        TrainError::Config(format!(
+            "{source}: not a run folder (no {CHECKPOINT_FILE} in it) and not a model name: {e}"
+        ))
+    })?;
+    let point = ModelPoint::new(kind, initial_params(kind, seed), vec![])?;
+    Ok((point, DataConfig::default()))
 }
 
 /// Computes full-batch gradients over a fixed list of batches at arbitrary parameters.

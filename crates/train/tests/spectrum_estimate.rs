@@ -8,7 +8,7 @@ use stagewise_core::theory::estimate::{lanczos_top, LanczosOptions};
 use stagewise_train::asgd::initial_params;
 use stagewise_train::model::ModelKind;
 use stagewise_train::spectrum::{
-    estimate_spectrum, Curvature, HessianOperator, ModelPoint, SpectrumConfig,
+    estimate_spectrum, resolve_source, Curvature, HessianOperator, ModelPoint, SpectrumConfig,
 };
 use stagewise_train::{DataConfig, DatasetKind};
 
@@ -244,4 +244,36 @@ fn bad_options_and_mismatched_points_are_refused() {
     )
     .unwrap();
     assert!(h.apply(&[1.0], &mut [0.0]).is_err());
+}
+
+#[test]
+fn a_source_is_a_run_folder_or_a_model_name() {
+    // A model name: its seeded initialization, on the default data.
+    let (point, data) = resolve_source("mlp", 3).unwrap();
+    assert_eq!(point.kind, ModelKind::Mlp);
+    assert_eq!(point.params, initial_params(ModelKind::Mlp, 3));
+    assert_eq!(data, DataConfig::default());
+    // Neither a run folder nor a model name: the error says both.
+    let dir = std::env::temp_dir().join(format!("stagewise-spectrum-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = resolve_source(dir.to_str().unwrap(), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a run folder") && err.contains("not a model name"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn curvature_names_round_trip() {
+    use stagewise_core::choice::Choice;
+    for &c in Curvature::ALL {
+        assert_eq!(c.to_string().parse::<Curvature>().unwrap(), c);
+    }
+    assert!("hessian"
+        .parse::<Curvature>()
+        .unwrap_err()
+        .contains("gauss-newton, fd-hessian"));
 }

@@ -9,13 +9,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use stagewise_core::optim::conventions::{
-    from_pytorch_sgd, from_sutskever_nag, heavy_ball, plain_sgd, to_pytorch_sgd,
-};
-use stagewise_core::optim::convert::{
-    from_accsgd, from_pid, from_robust_momentum, from_snv, from_triple_momentum, from_tso,
-};
-use stagewise_core::optim::{OptimError, QhmHyper};
+use stagewise_core::choice::Choice;
+use stagewise_core::optim::conventions::to_pytorch_sgd;
+use stagewise_core::optim::method::{ConvertError, Method};
+use stagewise_core::optim::{AdamHyper, QhmHyper};
 use stagewise_core::schedule::{fmt_num, Plan};
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
@@ -24,7 +21,7 @@ use stagewise_core::theory::{
 };
 
 use super::advice::{advice_error, render_note, Audience};
-use super::options::RecipeArgs;
+use super::options::{choice, choice_with_help, with_default, RecipeArgs};
 use super::spectrum_source::{render_estimate, EstimatorOpts};
 
 /// Arguments of `stagewise plan`.
@@ -142,11 +139,11 @@ fn emit(text: &str) -> anyhow::Result<()> {
 #[derive(Args, Debug, Clone)]
 struct TheoryOpts {
     /// Training-set size, to count iterations per epoch (ceil(n_train/b)) and as N of the bound.
-    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    #[arg(long, value_name = "N", default_value_t = ExplainOptions::default().n_train)]
     n_train: u64,
 
     /// Curvature h (> 0) at which κ, ψ and the relative stationary variance are reported.
-    #[arg(long, value_name = "H", default_value_t = 1.0)]
+    #[arg(long, value_name = "H", default_value_t = ExplainOptions::default().curvature)]
     curvature: f64,
 
     /// Largest Hessian eigenvalue (> 0) for the stability columns and warnings
@@ -173,11 +170,11 @@ struct TheoryOpts {
     estimator: EstimatorOpts,
 
     /// Prior variance λ₀ (> 0) of the bound.
-    #[arg(long, value_name = "V", default_value_t = 1.0)]
+    #[arg(long, value_name = "V", default_value_t = ExplainOptions::default().prior_var)]
     prior_var: f64,
 
     /// Confidence δ of the bound, in (0, 1).
-    #[arg(long, value_name = "D", default_value_t = 0.05)]
+    #[arg(long, value_name = "D", default_value_t = ExplainOptions::default().delta)]
     delta: f64,
 
     /// Carry the variance across stages with the exact discrete recursion instead of the SDE
@@ -190,7 +187,7 @@ struct TheoryOpts {
     smoothness: Option<f64>,
 
     /// Relative deviation (>= 0) from stage 1 under which an invariant counts as kept.
-    #[arg(long, value_name = "TOL", default_value_t = 0.01)]
+    #[arg(long, value_name = "TOL", default_value_t = ExplainOptions::default().rel_tol)]
     rel_tol: f64,
 }
 
@@ -300,33 +297,6 @@ enum FromSetting {
     Adam,
 }
 
-/// How explicit and asynchronous (implicit) momentum are combined.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum MatchRule {
-    /// Match the DC gain: 1 − β_total = (1 − β_explicit)/M.
-    DcGain,
-    /// Match the mean gradient age: β/(1−β) = β_e/(1−β_e) + (M − 1).
-    MeanLag,
-}
-
-/// What a per-push ASGD plan does with b0 when the staleness cap lowers α.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum BatchRule {
-    /// Lower b0 with α: α/b kept.
-    KeepRatio,
-    /// Keep b0: α/b falls with the cap.
-    KeepBatch,
-}
-
-/// How the parameter server applies the workers' gradients.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum UpdateRule {
-    /// Every push is applied when it arrives (asynchronous).
-    PerPush,
-    /// M gradients are averaged into one update (synchronous).
-    Averaged,
-}
-
 /// Arguments of `stagewise plan spectrum`.
 #[derive(Args, Debug)]
 struct SpectrumArgs {
@@ -394,29 +364,29 @@ struct RecommendArgs {
     #[arg(long, allow_negative_numbers = true)]
     nu: Option<f64>,
 
-    /// Adam β₁ (adam) [default: 0.9].
-    #[arg(long)]
+    #[arg(long, help = with_default("Adam β₁ (adam)", AdamHyper::default().beta1))]
     beta1: Option<f64>,
 
-    /// Adam β₂ (adam) [default: 0.999].
-    #[arg(long)]
+    #[arg(long, help = with_default("Adam β₂ (adam)", AdamHyper::default().beta2))]
     beta2: Option<f64>,
 
-    /// Initial batch size b0 (>= 1; per worker with --workers). Halved (÷ drop) per stage.
-    #[arg(long, default_value_t = 128)]
-    batch: u64,
+    #[arg(long, help = with_default(
+        "Initial batch size b0 (>= 1; per worker with --workers). Halved (÷ drop) per stage",
+        recommend_defaults().batch,
+    ))]
+    batch: Option<u64>,
 
-    /// Total epochs (>= stages).
-    #[arg(long, default_value_t = 30)]
-    epochs: u64,
+    #[arg(long, help = with_default("Total epochs (>= stages)", recommend_defaults().epochs))]
+    epochs: Option<u64>,
 
-    /// Number of stages (>= 1).
-    #[arg(long, default_value_t = 4)]
-    stages: usize,
+    #[arg(long, help = with_default("Number of stages (>= 1)", recommend_defaults().stages))]
+    stages: Option<usize>,
 
-    /// Drop factor r (>= 1): α/r, b/r, β/(1−β)·r and stage length ·r at each drop.
-    #[arg(long, default_value_t = 2.0)]
-    drop: f64,
+    #[arg(long, help = with_default(
+        "Drop factor r (>= 1): α/r, b/r, β/(1−β)·r and stage length ·r at each drop",
+        recommend_defaults().drop,
+    ))]
+    drop: Option<f64>,
 
     /// Asynchronous SGD with M (>= 1) workers: staleness τ ≈ M−1, learning rate scaled and
     /// capped (give --h-max for the cap), explicit momentum reduced for the implicit 1−1/M.
@@ -426,23 +396,25 @@ struct RecommendArgs {
     /// With --workers: how the server applies gradients. per-push (asynchronous, the default
     /// of `stagewise asgd`): α0 is kept and capped for staleness τ ≈ M−1; averaged (policy
     /// sync): α0·M, no staleness.
-    #[arg(long, value_enum, default_value = "per-push", requires = "workers")]
-    update: UpdateRule,
+    #[arg(long, value_parser = choice::<AsgdUpdate>(), requires = "workers")]
+    update: Option<AsgdUpdate>,
 
     /// With --workers: how explicit and asynchronous momentum are combined.
-    #[arg(long, value_enum, default_value = "dc-gain", requires = "workers")]
-    momentum_match: MatchRule,
+    #[arg(long, value_parser = choice::<MomentumMatch>(), requires = "workers")]
+    momentum_match: Option<MomentumMatch>,
 
     /// With --workers, per push: what the batch size does when the staleness cap lowers α.
-    /// keep-ratio (default): b0 falls with α so α/b, the noise temperature and the SDE time
-    /// per epoch stay yours (more, smaller updates); keep-batch: b0 kept, α/b falls.
-    #[arg(long, value_enum, default_value = "keep-ratio", requires = "workers")]
-    asgd_batch: BatchRule,
+    /// keep-ratio: b0 falls with α so α/b, the noise temperature and the SDE time per epoch
+    /// stay yours (more, smaller updates); keep-batch: b0 kept, α/b falls.
+    #[arg(long, value_parser = choice::<AsgdBatch>(), requires = "workers")]
+    asgd_batch: Option<AsgdBatch>,
 
-    /// With --workers: the fraction of the stability limit (staleness τ ≈ M−1 per push,
-    /// 2/h_max averaged) that α0 may reach, in (0, 1].
-    #[arg(long, default_value_t = 0.5, requires = "workers")]
-    cap_fraction: f64,
+    #[arg(long, requires = "workers", help = with_default(
+        "With --workers: the fraction of the stability limit (staleness τ ≈ M−1 per push, \
+         2/h_max averaged) that α0 may reach, in (0, 1]",
+        recommend_defaults().cap_fraction,
+    ))]
+    cap_fraction: Option<f64>,
 
     /// Write the plan to this TOML file (for `stagewise train --plan` or `plan explain`).
     #[arg(long, value_name = "FILE")]
@@ -501,8 +473,8 @@ impl RecommendArgs {
             }
             FromSetting::Adam => Setting::Adam {
                 lr: self.lr,
-                beta1: self.beta1.unwrap_or(0.9),
-                beta2: self.beta2.unwrap_or(0.999),
+                beta1: self.beta1.unwrap_or(AdamHyper::default().beta1),
+                beta2: self.beta2.unwrap_or(AdamHyper::default().beta2),
             },
         })
     }
@@ -518,10 +490,10 @@ impl RecommendArgs {
 
     fn options(&self, h_max: Option<f64>) -> anyhow::Result<RecommendOptions> {
         let mut o = RecommendOptions::new(self.setting()?);
-        o.batch = self.batch;
-        o.epochs = self.epochs;
-        o.stages = self.stages;
-        o.drop = self.drop;
+        o.batch = self.batch.unwrap_or(o.batch);
+        o.epochs = self.epochs.unwrap_or(o.epochs);
+        o.stages = self.stages.unwrap_or(o.stages);
+        o.drop = self.drop.unwrap_or(o.drop);
         o.nu = if self.from == FromSetting::Qhm {
             None
         } else {
@@ -529,21 +501,21 @@ impl RecommendArgs {
         };
         o.workers = self.workers;
         o.h_max = h_max;
-        o.update = match self.update {
-            UpdateRule::PerPush => AsgdUpdate::PerPush,
-            UpdateRule::Averaged => AsgdUpdate::Averaged,
-        };
-        o.momentum_match = match self.momentum_match {
-            MatchRule::DcGain => MomentumMatch::DcGain,
-            MatchRule::MeanLag => MomentumMatch::MeanLag,
-        };
-        o.asgd_batch = match self.asgd_batch {
-            BatchRule::KeepRatio => AsgdBatch::KeepRatio,
-            BatchRule::KeepBatch => AsgdBatch::KeepBatch,
-        };
-        o.cap_fraction = self.cap_fraction;
+        o.update = self.update.unwrap_or(o.update);
+        o.momentum_match = self.momentum_match.unwrap_or(o.momentum_match);
+        o.asgd_batch = self.asgd_batch.unwrap_or(o.asgd_batch);
+        o.cap_fraction = self.cap_fraction.unwrap_or(o.cap_fraction);
         Ok(o)
     }
+}
+
+/// The options `plan recommend` starts from (the library's preset), for the defaults in help.
+fn recommend_defaults() -> RecommendOptions {
+    RecommendOptions::new(Setting::Qhm {
+        lr: 0.0,
+        beta: 0.0,
+        nu: 0.0,
+    })
 }
 
 fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
@@ -600,33 +572,6 @@ fn recommend_cmd(args: RecommendArgs) -> anyhow::Result<()> {
     emit(&o)
 }
 
-/// The methods `plan convert --from` accepts.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    /// PyTorch SGD(lr, momentum[, nesterov]): --lr, --momentum [--nesterov].
-    PytorchSgd,
-    /// Plain SGD: --lr.
-    PlainSgd,
-    /// Normalized heavy ball (d = m·d + (1−m)·g; θ −= α·d): --lr, --momentum.
-    HeavyBall,
-    /// Sutskever's NAG (v ← μv − ε∇f(θ+μv)): --lr (ε), --momentum (μ).
-    Nag,
-    /// PID control (Recht 2018): --kp, --ki, --kd.
-    Pid,
-    /// Synthesized Nesterov variants: --alpha-s, --beta1, --beta2.
-    Snv,
-    /// AccSGD: --delta, --kappa, --xi [--eps 0.7].
-    Accsgd,
-    /// Robust Momentum: --smoothness (L), --kappa, --rho.
-    Robust,
-    /// Triple Momentum: --smoothness (L), --kappa.
-    Triple,
-    /// Two-state optimization: --tso-h, --tso-k, --tso-l, --tso-m, --tso-q, --tso-z.
-    Tso,
-    /// QHM itself: --lr (α), --beta, --nu (use with --to pytorch-sgd).
-    Qhm,
-}
-
 /// The targets of `plan convert --to`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -636,26 +581,35 @@ enum Target {
     PytorchSgd,
 }
 
-impl Method {
-    fn name(self) -> String {
-        self.to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string())
+/// `--a, --b [--c]`: the options that give a method's parameters.
+fn method_flags(method: Method) -> String {
+    let mut s = flags(method.needs());
+    if !method.optional().is_empty() {
+        s.push_str(&format!(" [{}]", flags(method.optional())));
     }
+    s
+}
 
-    /// Options this method needs, and optional ones.
-    fn params(self) -> (&'static [&'static str], &'static [&'static str]) {
-        match self {
-            Method::PytorchSgd => (&["lr", "momentum"], &["nesterov"]),
-            Method::PlainSgd => (&["lr"], &[]),
-            Method::HeavyBall | Method::Nag => (&["lr", "momentum"], &[]),
-            Method::Pid => (&["kp", "ki", "kd"], &[]),
-            Method::Snv => (&["alpha-s", "beta1", "beta2"], &[]),
-            Method::Accsgd => (&["delta", "kappa", "xi"], &["eps"]),
-            Method::Robust => (&["smoothness", "kappa", "rho"], &[]),
-            Method::Triple => (&["smoothness", "kappa"], &[]),
-            Method::Tso => (&["tso-h", "tso-k", "tso-l", "tso-m", "tso-q", "tso-z"], &[]),
-            Method::Qhm => (&["lr", "beta", "nu"], &[]),
-        }
+fn flags(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("--{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The CLI's words for a refused conversion: parameters as the options that give them.
+fn convert_error(e: ConvertError) -> anyhow::Error {
+    match e {
+        ConvertError::UnknownParameter { method, parameter } => anyhow::anyhow!(
+            "--{parameter} is not a parameter of --from {method}; it takes {}",
+            method_flags(method)
+        ),
+        ConvertError::MissingParameter { method, parameter } => anyhow::anyhow!(
+            "--from {method} needs --{parameter} (it takes {})",
+            method_flags(method)
+        ),
+        e @ ConvertError::Invalid { .. } => anyhow::Error::new(e),
     }
 }
 
@@ -663,7 +617,8 @@ impl Method {
 #[derive(Args, Debug)]
 struct ConvertArgs {
     /// The method whose parameters are given.
-    #[arg(long, value_enum, value_name = "METHOD")]
+    #[arg(long, value_name = "METHOD",
+          value_parser = choice_with_help(|m: Method| format!("{} ({})", m.help(), method_flags(m))))]
     from: Method,
 
     /// What to convert to: qhm (default) or pytorch-sgd (only from qhm).
@@ -780,86 +735,13 @@ impl ConvertArgs {
 
     /// The method's parameters, checked: every needed one given, no foreign one.
     fn values(&self) -> anyhow::Result<BTreeMap<&'static str, f64>> {
-        let (needs, optional) = self.from.params();
         let given = self.given();
-        let list = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| format!("--{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if let Some(k) = given
-            .keys()
-            .find(|k| !needs.contains(k) && !optional.contains(k))
-        {
-            anyhow::bail!(
-                "--{k} is not a parameter of --from {}; it takes {}{}",
-                self.from.name(),
-                list(needs),
-                if optional.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (optional: {})", list(optional))
-                }
-            );
-        }
-        if let Some(k) = needs.iter().find(|k| !given.contains_key(*k)) {
-            anyhow::bail!(
-                "--from {} needs --{k} (it takes {})",
-                self.from.name(),
-                list(needs)
-            );
-        }
+        self.from.check(&given).map_err(convert_error)?;
         Ok(given)
     }
 
     fn to_qhm(&self) -> anyhow::Result<QhmHyper> {
-        let v = self.values()?;
-        let g = |k: &str| v.get(k).copied().unwrap_or(f64::NAN);
-        let h = match self.from {
-            Method::PytorchSgd => from_pytorch_sgd(g("lr"), g("momentum"), self.nesterov),
-            Method::PlainSgd => plain_sgd(g("lr")),
-            Method::HeavyBall => heavy_ball(g("lr"), g("momentum")),
-            Method::Nag => from_sutskever_nag(g("lr"), g("momentum")),
-            Method::Pid => from_pid(g("kp"), g("ki"), g("kd")),
-            Method::Snv => from_snv(g("alpha-s"), g("beta1"), g("beta2")),
-            Method::Accsgd => from_accsgd(
-                g("delta"),
-                g("kappa"),
-                g("xi"),
-                v.get("eps").copied().unwrap_or(0.7),
-            ),
-            Method::Robust => from_robust_momentum(g("smoothness"), g("kappa"), g("rho")),
-            Method::Triple => from_triple_momentum(g("smoothness"), g("kappa")),
-            Method::Tso => from_tso(
-                g("tso-h"),
-                g("tso-k"),
-                g("tso-l"),
-                g("tso-m"),
-                g("tso-q"),
-                g("tso-z"),
-            ),
-            Method::Qhm => QhmHyper::checked(g("lr"), g("beta"), g("nu")),
-        };
-        let derived = !matches!(
-            self.from,
-            Method::PytorchSgd | Method::PlainSgd | Method::HeavyBall | Method::Nag | Method::Qhm
-        );
-        h.map_err(|e| {
-            // A derived method's inputs can be in range and still give an α, β or ν outside
-            // QHM's: say so, and let the error give the field and its range (once).
-            let output = derived
-                && matches!(&e, OptimError::InvalidHyper { field, .. }
-                    if ["lr", "beta", "nu"].contains(field));
-            let what = format!("converting --from {} to QHM", self.from.name());
-            let context = if output {
-                format!("{what}: these parameters give a QHM value outside QHM's range")
-            } else {
-                what
-            };
-            anyhow::Error::new(e).context(context)
-        })
+        self.from.to_qhm(&self.given()).map_err(convert_error)
     }
 }
 
@@ -884,7 +766,7 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
             anyhow::bail!(
                 "--to pytorch-sgd converts from QHM only: use --from qhm --lr A --beta B --nu N \
                  (convert --from {} to QHM first)",
-                args.from.name()
+                args.from
             );
         }
         let Some((lr, momentum, nesterov)) = pytorch else {
@@ -941,7 +823,7 @@ fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
     writeln!(
         o,
         "{} ({})  →  QHM (normalized, docs/theory.md §1):",
-        args.from.name(),
+        args.from,
         shown.join(", ")
     )?;
     writeln!(o, "  α = {}", fmt_num(h.qhm.lr))?;

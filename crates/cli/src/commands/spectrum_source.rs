@@ -3,28 +3,24 @@
 //! model, the data to take the Hessian and the gradient noise on, and the estimator's options.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use stagewise_core::schedule::fmt_num;
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{divergence_threshold, staleness_stability_limit};
-use stagewise_train::asgd::initial_params;
-use stagewise_train::checkpoint::CHECKPOINT_FILE;
-use stagewise_train::model::ModelKind;
-use stagewise_train::spectrum::{estimate_spectrum, Curvature, ModelPoint, SpectrumConfig};
-use stagewise_train::{DataConfig, DatasetKind};
+use stagewise_train::spectrum::{estimate_spectrum, resolve_source, Curvature, SpectrumConfig};
+use stagewise_train::DatasetKind;
 
-use super::options::parse_dataset;
+use super::options::{choice, parse_dataset, with_default};
 
 /// Options of the spectrum estimator (with `--estimate-from-model` or `plan spectrum`).
 #[derive(Args, Debug, Clone)]
 pub struct EstimatorOpts {
-    /// Curvature matrix: gauss-newton (symmetric PSD; finite-difference logits, exact softmax
-    /// Hessian) or fd-hessian (finite differences of gradients; noisy for ReLU networks).
-    #[arg(long, value_parser = parse_curvature, default_value = "gauss-newton")]
-    pub curvature_matrix: Curvature,
+    #[arg(long, value_parser = choice::<Curvature>(),
+          help = with_default("Curvature matrix", Curvature::default()))]
+    pub curvature_matrix: Option<Curvature>,
 
     /// Top Hessian eigenpairs to estimate (>= 1).
     #[arg(long, value_name = "K", default_value_t = SpectrumConfig::default().top)]
@@ -73,7 +69,7 @@ pub struct EstimatorOpts {
 impl EstimatorOpts {
     fn config(&self) -> SpectrumConfig {
         SpectrumConfig {
-            curvature: self.curvature_matrix,
+            curvature: self.curvature_matrix.unwrap_or_default(),
             top: self.top,
             lanczos_steps: self.lanczos_steps,
             hessian_examples: self.hessian_examples,
@@ -92,22 +88,8 @@ impl EstimatorOpts {
     /// checkpoint, on the run's data), or a model name (`mlp`, `cnn`, `resnet`) at its
     /// initialization.
     pub fn estimate(&self, source: &str) -> anyhow::Result<SpectrumEstimate> {
-        let dir = Path::new(source);
-        let (point, mut data) = if dir.join(CHECKPOINT_FILE).is_file() {
-            let point = ModelPoint::from_run(dir)
-                .with_context(|| format!("reading the model of run {}", dir.display()))?;
-            let data = point.data.clone().unwrap_or_default();
-            (point, data)
-        } else {
-            let kind: ModelKind = source.parse().map_err(|e| {
-                anyhow::anyhow!(
-                    "--estimate-from-model {source}: not a run folder (no {CHECKPOINT_FILE} \
-                     in it) and not a model name: {e}"
-                )
-            })?;
-            let point = ModelPoint::new(kind, initial_params(kind, self.spectrum_seed), vec![])?;
-            (point, DataConfig::default())
-        };
+        let (point, mut data) = resolve_source(source, self.spectrum_seed)
+            .context("choosing the model to take the spectrum of")?;
         if let Some(kind) = self.spectrum_dataset {
             data.dataset = kind;
         }
@@ -126,16 +108,6 @@ impl EstimatorOpts {
             cfg.noise_batches
         );
         Ok(estimate_spectrum(&point, &splits.train, &data, &cfg)?)
-    }
-}
-
-fn parse_curvature(s: &str) -> Result<Curvature, String> {
-    match s {
-        "gauss-newton" => Ok(Curvature::GaussNewton),
-        "fd-hessian" => Ok(Curvature::FiniteDifferenceHessian),
-        other => Err(format!(
-            "unknown curvature '{other}'; allowed: gauss-newton, fd-hessian"
-        )),
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Conventions are documented per optimizer; [`Qhm`] follows qhoptim exactly (normalized
 //! momentum, zero initial buffer), [`Sgd`], [`Adam`] and [`RmsProp`] follow PyTorch, [`QhAdam`]
-//! follows qhoptim. [`conventions`] and [`convert`] map other methods onto QHM.
+//! follows qhoptim. [`conventions`] and [`convert`] map other methods onto QHM, and [`method`] names them.
 
 pub mod adam;
 mod config;
@@ -16,6 +16,7 @@ pub mod convert;
 mod error;
 mod hyper;
 mod kind;
+pub mod method;
 mod parallel;
 pub mod qhadam;
 pub mod qhm;

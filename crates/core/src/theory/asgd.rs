@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice::Choice;
+
 use super::error::{self, Result, TheoryError};
 
 /// Stability limit of constant-delay gradient descent, in units of α·h  [R, Levin–May 1976;
@@ -273,6 +275,29 @@ pub enum MomentumMatch {
     MeanLag,
 }
 
+impl Choice for MomentumMatch {
+    const WHAT: &'static str = "momentum match";
+    const ALL: &'static [Self] = &[MomentumMatch::DcGain, MomentumMatch::MeanLag];
+
+    fn name(self) -> &'static str {
+        match self {
+            MomentumMatch::DcGain => "dc-gain",
+            MomentumMatch::MeanLag => "mean-lag",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            MomentumMatch::DcGain => "match the DC gain: 1 − β_total = (1 − β_explicit)/M",
+            MomentumMatch::MeanLag => {
+                "match the mean gradient age: β/(1−β) = β_e/(1−β_e) + (M − 1)"
+            }
+        }
+    }
+}
+
+crate::display_and_parse_by_choice!(MomentumMatch);
+
 /// Total effective momentum of explicit β_e combined with M asynchronous workers  \[D\].
 /// Both [`MomentumMatch`] rules give 1 − 1/M for β_e = 0 and β_e for M = 1.
 ///
@@ -442,6 +467,27 @@ pub enum AsgdUpdate {
     /// there is no staleness.
     Averaged,
 }
+
+impl Choice for AsgdUpdate {
+    const WHAT: &'static str = "update rule";
+    const ALL: &'static [Self] = &[AsgdUpdate::PerPush, AsgdUpdate::Averaged];
+
+    fn name(self) -> &'static str {
+        match self {
+            AsgdUpdate::PerPush => "per-push",
+            AsgdUpdate::Averaged => "averaged",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            AsgdUpdate::PerPush => "every push is applied when it arrives (asynchronous)",
+            AsgdUpdate::Averaged => "M gradients are averaged into one update (synchronous)",
+        }
+    }
+}
+
+crate::display_and_parse_by_choice!(AsgdUpdate);
 
 /// Options of [`recommend_lr`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -61,6 +61,7 @@ use super::asgd::{
 };
 use super::explain::AdviceError;
 use super::qhm::QhmParams;
+use crate::choice::Choice;
 use crate::optim::conventions::{from_pytorch_sgd, rule_of_thumb};
 use crate::optim::QhmHyper;
 use crate::schedule::{fmt_num, Plan, PlanError, Recipe, RecipeParams};
@@ -229,6 +230,27 @@ pub enum AsgdBatch {
     /// Keep b0: α/b falls by the cap's factor, with the same number of updates per epoch.
     KeepBatch,
 }
+
+impl Choice for AsgdBatch {
+    const WHAT: &'static str = "batch rule";
+    const ALL: &'static [Self] = &[AsgdBatch::KeepRatio, AsgdBatch::KeepBatch];
+
+    fn name(self) -> &'static str {
+        match self {
+            AsgdBatch::KeepRatio => "keep-ratio",
+            AsgdBatch::KeepBatch => "keep-batch",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            AsgdBatch::KeepRatio => "lower b0 with α: α/b kept",
+            AsgdBatch::KeepBatch => "keep b0: α/b falls with the cap",
+        }
+    }
+}
+
+crate::display_and_parse_by_choice!(AsgdBatch);
 
 impl RecommendOptions {
     /// Options for `setting` with the plan shape of the one preset ([`RecipeParams::default`]:

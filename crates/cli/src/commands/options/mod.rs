@@ -14,11 +14,13 @@
 pub mod server;
 
 pub use server::{ModelArgs, ServerArgs, MAX_WORKERS};
+use stagewise_core::choice::Choice;
 use stagewise_core::optim::OptimizerKind;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,24 @@ use stagewise_core::optim::WeightDecay;
 use stagewise_core::schedule::{CooldownShape, Plan, Recipe, RecipeParams};
 use stagewise_core::theory::AsgdRule;
 use stagewise_train::{DataConfig, DatasetKind, TrainConfig};
+
+/// The parser of an option whose values are a library [`Choice`]: `--help` lists each name
+/// with its help, and an unknown name is refused with the allowed ones.
+pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    choice_with_help(|v: T| v.help().to_string())
+}
+
+/// [`choice`] with each value's help written by `help` (to add the options a value takes).
+pub fn choice_with_help<T: Choice + Clone + Send + Sync>(
+    help: impl Fn(T) -> String,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(
+        T::ALL
+            .iter()
+            .map(|v| PossibleValue::new(v.name()).help(help(*v))),
+    )
+    .try_map(|s| T::parse_choice(&s))
+}
 
 /// `"{what} [default: {value}]"`, for help texts whose default comes from the library.
 pub fn with_default(what: &str, value: impl Display) -> String {
