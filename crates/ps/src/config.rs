@@ -59,10 +59,21 @@ pub enum PolicyConfig {
 }
 
 fn default_snapshots() -> usize {
-    16
+    PolicyConfig::DC_ASGD_MIN_SNAPSHOTS
 }
 
 impl PolicyConfig {
+    /// DC-ASGD's λ when none is given (Zheng et al.'s constant-λ setting).
+    pub const DC_ASGD_LAMBDA: f64 = 0.04;
+    /// The fewest parameter snapshots DC-ASGD keeps by default.
+    pub const DC_ASGD_MIN_SNAPSHOTS: usize = 16;
+
+    /// DC-ASGD's default number of snapshots for `workers` workers: one per worker, and at
+    /// least [`Self::DC_ASGD_MIN_SNAPSHOTS`].
+    pub fn dc_asgd_snapshots(workers: usize) -> usize {
+        workers.max(Self::DC_ASGD_MIN_SNAPSHOTS)
+    }
+
     /// Short name, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -151,8 +151,10 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_stale: Option<OnStaleArg>,
 
-    /// DC-ASGD: compensation strength λ (λ0 with --dc-adaptive) [default: 0.04].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "DC-ASGD: compensation strength λ (λ0 with --dc-adaptive)",
+        PolicyConfig::DC_ASGD_LAMBDA,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
 
@@ -161,9 +163,11 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dc_adaptive: Option<f64>,
 
-    /// DC-ASGD: parameter snapshots kept (>= workers avoids uncompensated pushes)
-    /// [default: max(16, workers)].
-    #[arg(long)]
+    #[arg(long, help = format!(
+        "DC-ASGD: parameter snapshots kept (>= workers avoids uncompensated pushes) \
+         [default: max({}, workers)]",
+        PolicyConfig::DC_ASGD_MIN_SNAPSHOTS,
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dc_snapshots: Option<usize>,
 
@@ -238,9 +242,11 @@ impl ServerArgs {
                 },
             },
             PolicyKind::DcAsgd => PolicyConfig::DcAsgd {
-                lambda: self.lambda.unwrap_or(0.04),
+                lambda: self.lambda.unwrap_or(PolicyConfig::DC_ASGD_LAMBDA),
                 adaptive_momentum: self.dc_adaptive,
-                snapshots: self.dc_snapshots.unwrap_or(workers.max(16)),
+                snapshots: self
+                    .dc_snapshots
+                    .unwrap_or(PolicyConfig::dc_asgd_snapshots(workers)),
             },
             PolicyKind::Sync => PolicyConfig::Sync { workers },
         };
