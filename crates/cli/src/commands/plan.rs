@@ -393,20 +393,26 @@ struct RecommendArgs {
     #[arg(long, value_name = "M")]
     workers: Option<u32>,
 
-    /// With --workers: how the server applies gradients. per-push (asynchronous, the default
-    /// of `stagewise asgd`): α0 is kept and capped for staleness τ ≈ M−1; averaged (policy
-    /// sync): α0·M, no staleness.
-    #[arg(long, value_parser = choice::<AsgdUpdate>(), requires = "workers")]
+    #[arg(long, value_parser = choice::<AsgdUpdate>(), requires = "workers", help = with_default(
+        "With --workers: how the server applies gradients. per-push (asynchronous, as \
+         `stagewise asgd` runs): α0 is kept and capped for staleness τ ≈ M−1; averaged (policy \
+         sync): α0·M, no staleness",
+        recommend_defaults().update,
+    ))]
     update: Option<AsgdUpdate>,
 
-    /// With --workers: how explicit and asynchronous momentum are combined.
-    #[arg(long, value_parser = choice::<MomentumMatch>(), requires = "workers")]
+    #[arg(long, value_parser = choice::<MomentumMatch>(), requires = "workers", help = with_default(
+        "With --workers: how explicit and asynchronous momentum are combined",
+        recommend_defaults().momentum_match,
+    ))]
     momentum_match: Option<MomentumMatch>,
 
-    /// With --workers, per push: what the batch size does when the staleness cap lowers α.
-    /// keep-ratio: b0 falls with α so α/b, the noise temperature and the SDE time per epoch
-    /// stay yours (more, smaller updates); keep-batch: b0 kept, α/b falls.
-    #[arg(long, value_parser = choice::<AsgdBatch>(), requires = "workers")]
+    #[arg(long, value_parser = choice::<AsgdBatch>(), requires = "workers", help = with_default(
+        "With --workers, per push: what the batch size does when the staleness cap lowers α. \
+         keep-ratio: b0 falls with α so α/b, the noise temperature and the SDE time per epoch \
+         stay yours (more, smaller updates); keep-batch: b0 kept, α/b falls",
+        recommend_defaults().asgd_batch,
+    ))]
     asgd_batch: Option<AsgdBatch>,
 
     #[arg(long, requires = "workers", help = with_default(
