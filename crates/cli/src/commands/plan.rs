@@ -11,8 +11,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use stagewise_core::choice::Choice;
 use stagewise_core::optim::conventions::to_pytorch_sgd;
-use stagewise_core::optim::method::{ConvertError, Method};
-use stagewise_core::optim::{AdamHyper, QhmHyper};
+use stagewise_core::optim::method::{ConvertError, Method, ACCSGD_DEFAULT_EPS};
+use stagewise_core::optim::AdamHyper;
 use stagewise_core::schedule::{fmt_num, Plan};
 use stagewise_core::theory::estimate::SpectrumEstimate;
 use stagewise_core::theory::{
@@ -673,8 +673,9 @@ struct ConvertArgs {
     /// AccSGD ξ >= 0 (accsgd).
     #[arg(long, allow_negative_numbers = true)]
     xi: Option<f64>,
-    /// AccSGD ε > 0 (accsgd) [default: 0.7, as in the reference code].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "AccSGD ε > 0 (accsgd), as in the reference code", ACCSGD_DEFAULT_EPS,
+    ))]
     eps: Option<f64>,
     /// Smoothness L > 0 (robust, triple).
     #[arg(long, allow_negative_numbers = true)]
@@ -738,23 +739,12 @@ impl ConvertArgs {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
     }
-
-    /// The method's parameters, checked: every needed one given, no foreign one.
-    fn values(&self) -> anyhow::Result<BTreeMap<&'static str, f64>> {
-        let given = self.given();
-        self.from.check(&given).map_err(convert_error)?;
-        Ok(given)
-    }
-
-    fn to_qhm(&self) -> anyhow::Result<QhmHyper> {
-        self.from.to_qhm(&self.given()).map_err(convert_error)
-    }
 }
 
 fn convert_cmd(args: ConvertArgs) -> anyhow::Result<()> {
     let mut o = String::new();
-    let h = args.to_qhm()?;
-    let inputs = args.values()?;
+    let inputs = args.given();
+    let h = args.from.to_qhm(&inputs).map_err(convert_error)?;
     let inputs_json: serde_json::Map<String, serde_json::Value> = inputs
         .iter()
         .map(|(k, v)| {

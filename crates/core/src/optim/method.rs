@@ -212,7 +212,7 @@ impl Choice for Method {
             Method::Nag => "Sutskever's NAG (v ← μv − ε∇f(θ+μv)); lr is ε, momentum is μ",
             Method::Pid => "PID control (Recht 2018)",
             Method::Snv => "synthesized Nesterov variants",
-            Method::Accsgd => "AccSGD (eps 0.7 when not given, as in the reference code)",
+            Method::Accsgd => "AccSGD (eps defaults to the reference code's)",
             Method::Robust => "Robust Momentum; smoothness is L",
             Method::Triple => "Triple Momentum; smoothness is L",
             Method::Tso => "two-state optimization",
