@@ -427,6 +427,9 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// chunk of up to 4 MiB minus framing.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 
+/// Default [`ServeConfig::shutdown_grace_ms`].
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 2_000;
+
 /// A gRPC parameter server process holding one shard (`stagewise ps serve`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -456,6 +459,9 @@ pub struct ServeConfig {
     pub exit_after_finish_ms: Option<u64>,
     /// Where to write metrics when the server stops.
     pub metrics_dir: Option<PathBuf>,
+    /// At shutdown, how long calls in flight may take to finish before the server stops
+    /// waiting for them and writes its final checkpoint, ms (waiting pulls end at once).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -473,6 +479,7 @@ impl Default for ServeConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             exit_after_finish_ms: Some(2_000),
             metrics_dir: None,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum PushError {
     /// The optimizer refused the (compensated) gradient.
     #[error("optimizer refused the update: {0}")]
     Optimizer(#[from] OptimError),
+    /// The server is shutting down and applies nothing more.
+    #[error("the server is shutting down; nothing applied")]
+    ShuttingDown,
 }
 
 /// A checkpoint that could not be written or read.
@@ -135,6 +138,9 @@ pub enum PsError {
         /// The status.
         status: Box<tonic::Status>,
     },
+    /// The server is shutting down: a waiting pull ended unanswered.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// Connecting, binding or a malformed reply.
     #[error("transport: {0}")]
     Transport(String),

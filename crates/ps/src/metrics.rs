@@ -38,6 +38,15 @@ pub struct Refusals {
     pub stale: u64,
     /// DC-ASGD pushes applied uncompensated because their snapshot was evicted.
     pub dc_missing_snapshot: u64,
+    /// Pushes refused because the server was shutting down (Unavailable).
+    #[serde(default)]
+    pub shutting_down: u64,
+    /// Pushes refused beyond the limits on concurrent pushes (ResourceExhausted).
+    #[serde(default)]
+    pub busy: u64,
+    /// Push streams dropped after sending nothing for the idle timeout (Aborted).
+    #[serde(default)]
+    pub idle: u64,
 }
 
 /// Per-worker push statistics.

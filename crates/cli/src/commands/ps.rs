@@ -14,6 +14,7 @@ use stagewise_core::files::write_atomic;
 use stagewise_ps::config::{
     AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, ServeConfig, ServerTlsConfig,
     WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use stagewise_ps::Evaluator;
 use stagewise_train::asgd::{initial_params, ModelEvaluator, ModelWorker, StepClock};
@@ -135,6 +136,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     linger_ms: Option<u64>,
+
+    #[arg(long, value_name = "MS", help = with_default(
+        "At shutdown (signal or budget spent), how long calls in flight may take to finish \
+         before the final checkpoint is written without them, ms",
+        DEFAULT_SHUTDOWN_GRACE_MS,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_ms: Option<u64>,
 
     /// Write train.csv, eval.csv and summary.json here when the server stops.
     #[arg(long, value_name = "DIR")]
@@ -379,6 +388,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_message_bytes: args.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         exit_after_finish_ms: Some(args.linger_ms.unwrap_or(2_000)),
         metrics_dir: args.out.clone(),
+        shutdown_grace_ms: args.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
     };
     config.validate()?;
     // The evaluator sees the server's own shard only: evaluate with a single shard.

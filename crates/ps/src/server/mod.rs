@@ -106,11 +106,27 @@ pub struct ParamServer {
     wait_timeout: Duration,
     state: Mutex<ShardState>,
     changed: Condvar,
+    /// Called after every change a waiting pull may wait for (async transports wake on it).
+    listeners: Mutex<Vec<ChangeListener>>,
+    /// Set by [`ParamServer::begin_shutdown`]: waiting pulls end.
+    shutting_down: AtomicBool,
     metrics: Arc<Mutex<Metrics>>,
     checkpoint: Option<CheckpointConfig>,
     checkpoint_busy: AtomicBool,
     eval_every: Option<u64>,
     eval_tx: Mutex<Option<EvalSender>>,
+}
+
+/// A callback run after every change of the parameters or of a pull's conditions.
+pub type ChangeListener = Arc<dyn Fn() + Send + Sync>;
+
+/// Where a pull stands in its wait: when it started, its deadline (the request's wait capped
+/// at the server's `wait_timeout_ms`) and whether it gave up on the SSP gate.
+#[derive(Debug, Clone, Copy)]
+pub struct PullWait {
+    start: Instant,
+    deadline: Instant,
+    gate_given_up: bool,
 }
 
 /// Sends `(version, parameters)` to the evaluation thread.
@@ -205,6 +221,8 @@ impl ParamServer {
             wait_timeout: Duration::from_millis(config.wait_timeout_ms),
             state: Mutex::new(state),
             changed: Condvar::new(),
+            listeners: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
             metrics: Arc::new(Mutex::new(metrics)),
             checkpoint: config.checkpoint.clone(),
             checkpoint_busy: AtomicBool::new(false),
@@ -274,18 +292,65 @@ impl ParamServer {
         (st.version, st.eval_params().to_vec())
     }
 
-    /// Waits as `req` asks, then calls `f` with the version and the parameters, under the
-    /// lock (keep `f` to a copy or an encode).
+    /// The longest `req` may wait: its own wait, capped at the server's `wait_timeout_ms`
+    /// (a client cannot hold a pull open for longer).
+    pub fn pull_wait(&self, req: &PullRequest) -> Duration {
+        req.wait
+            .map_or(self.wait_timeout, |w| w.min(self.wait_timeout))
+    }
+
+    /// Starts the clock of a pull's wait ([`ParamServer::pull_wait`]).
+    pub fn begin_pull(&self, req: &PullRequest) -> PullWait {
+        let start = Instant::now();
+        PullWait {
+            start,
+            deadline: start + self.pull_wait(req),
+            gate_given_up: false,
+        }
+    }
+
+    /// One look, without waiting, at whether a pull can be answered: `None` when it can (or
+    /// its deadline has passed: [`ParamServer::finish_pull`] then answers at once), else how
+    /// long to wait at most before looking again (a change notifies the listeners earlier).
+    pub fn pull_ready(&self, req: &PullRequest, wait: &PullWait) -> Option<Duration> {
+        let mut st = lock(&self.state);
+        st.touch(req.worker_id);
+        let finished = st.finished();
+        let version_ok = st.version >= req.min_version || finished;
+        let gate_ok = wait.gate_given_up || finished || st.ssp_ready(req.worker_id);
+        let now = Instant::now();
+        if (version_ok && gate_ok) || now >= wait.deadline {
+            return None;
+        }
+        // Re-check at least every 50 ms: workers can become inactive without a signal.
+        Some((wait.deadline - now).min(Duration::from_millis(50)))
+    }
+
+    /// Waits as `req` asks (at most [`ParamServer::pull_wait`]), then calls `f` with the
+    /// version and the parameters, under the lock (keep `f` to a copy or an encode).
     pub fn pull_with<R>(
         &self,
         req: PullRequest,
         f: impl FnOnce(u64, &[f32]) -> R,
     ) -> Result<(PullInfo, R), PsError> {
-        let wait = req.wait.unwrap_or(self.wait_timeout);
-        let start = Instant::now();
-        let deadline = start + wait;
+        self.finish_pull(req, self.begin_pull(&req), f)
+    }
+
+    /// [`ParamServer::pull_with`] for a pull whose wait started at `wait` (blocks the thread
+    /// until the deadline at most; async transports wait with [`ParamServer::pull_ready`]
+    /// first, so that this returns at once).
+    pub fn finish_pull<R>(
+        &self,
+        req: PullRequest,
+        wait: PullWait,
+        f: impl FnOnce(u64, &[f32]) -> R,
+    ) -> Result<(PullInfo, R), PsError> {
+        let PullWait {
+            start,
+            deadline,
+            mut gate_given_up,
+        } = wait;
         let mut st = lock(&self.state);
-        let mut gate_given_up = false;
         loop {
             st.touch(req.worker_id);
             let finished = st.finished();
@@ -307,7 +372,7 @@ impl ParamServer {
                         let scheduled = st.last_scheduled;
                         let v = st.version;
                         drop(st);
-                        self.changed.notify_all();
+                        self.notify_change();
                         self.after_update(v, scheduled);
                         st = lock(&self.state);
                         continue;
@@ -324,6 +389,9 @@ impl ParamServer {
                     waited_ms: start.elapsed().as_millis() as u64,
                 });
             }
+            if self.is_shutting_down() {
+                return Err(PsError::ShuttingDown);
+            }
             // Re-check at least every 50 ms: workers can become inactive without a signal.
             let step = (deadline - now).min(Duration::from_millis(50));
             st = self
@@ -338,6 +406,38 @@ impl ParamServer {
         policy.on_pull(version, params);
         let r = f(version, &st.params);
         Ok((PullInfo { version, finished }, r))
+    }
+
+    /// Calls `listener` after every change a waiting pull may be waiting for (an applied
+    /// update, a shutdown), from the thread that made it: keep it to a wake-up.
+    pub fn subscribe(&self, listener: ChangeListener) {
+        lock(&self.listeners).push(listener);
+    }
+
+    fn notify_change(&self) {
+        self.changed.notify_all();
+        for l in lock(&self.listeners).iter() {
+            l();
+        }
+    }
+
+    /// Makes waiting pulls end (with [`PsError::ShuttingDown`]) and new ones not wait; pushes
+    /// are still applied until [`ParamServer::close`].
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.notify_change();
+    }
+
+    /// True after [`ParamServer::begin_shutdown`].
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Refuses every later push ([`PushError::ShuttingDown`]), so that the final checkpoint
+    /// written after this holds every applied update.
+    pub fn close(&self) {
+        lock(&self.state).closed = true;
+        self.begin_shutdown();
     }
 
     /// Copies the parameters into `out` (the shard's length) after waiting as `req` asks.
@@ -397,6 +497,11 @@ impl ParamServer {
             });
         }
         let mut st = lock(&self.state);
+        if st.closed {
+            drop(st);
+            self.count_refusal(|r| r.shutting_down += 1);
+            return Err(PushError::ShuttingDown);
+        }
         let result = st.push(push.worker_id, push.pulled_version, push.grads);
         let scheduled = st.last_scheduled;
         drop(st);
@@ -428,7 +533,7 @@ impl ParamServer {
             }
         }
         if let PushOutcome::Applied { version, .. } = outcome {
-            self.changed.notify_all();
+            self.notify_change();
             self.after_update(version, scheduled);
         }
         Ok(outcome)
@@ -560,6 +665,6 @@ impl ParamServer {
 
     /// Wakes every waiting pull (e.g. at shutdown).
     pub fn wake_all(&self) {
-        self.changed.notify_all();
+        self.notify_change();
     }
 }

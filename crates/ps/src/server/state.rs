@@ -87,6 +87,8 @@ pub(crate) struct ShardState {
     pub(crate) last_scheduled: QhmParams,
     /// Version and time of the last checkpoint.
     pub(crate) last_checkpoint: (u64, Instant),
+    /// Set at shutdown: pushes are refused from then on.
+    pub(crate) closed: bool,
 }
 
 impl ShardState {
@@ -111,6 +113,7 @@ impl ShardState {
             worker_timeout,
             last_scheduled,
             last_checkpoint: (version, Instant::now()),
+            closed: false,
         }
     }
 

@@ -51,6 +51,7 @@ struct PsService {
 fn push_status(e: PushError) -> Status {
     match e {
         PushError::UnknownModel { .. } => Status::not_found(e.to_string()),
+        PushError::ShuttingDown => Status::unavailable(e.to_string()),
         other => Status::invalid_argument(other.to_string()),
     }
 }
@@ -58,6 +59,7 @@ fn push_status(e: PushError) -> Status {
 fn ps_status(e: PsError) -> Status {
     match e {
         PsError::WaitTimeout { .. } => Status::deadline_exceeded(e.to_string()),
+        PsError::ShuttingDown => Status::unavailable(e.to_string()),
         PsError::Push(p) => push_status(p),
         other => Status::internal(other.to_string()),
     }
@@ -115,6 +117,8 @@ struct Bulk {
     /// Per encoding (f32, bf16): the snapshot of the last pulled version, shared by every
     /// puller of that version.
     current: Mutex<[Option<(u64, Bytes)>; 2]>,
+    /// Notified after every change of the server (waiting pulls wake on it).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// The slot of `encoding` in [`Bulk::current`].
@@ -322,9 +326,29 @@ impl Bulk {
             min_version: req.min_version,
             wait: (req.wait_ms > 0).then(|| Duration::from_millis(req.wait_ms)),
         };
+        // Wait here, asynchronously: a client that goes away drops this future, and with it
+        // the wait (no thread is held).
+        let wait = server.begin_pull(&pull);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if server.is_shutting_down() {
+                return Err(ps_status(PsError::ShuttingDown));
+            }
+            match server.pull_ready(&pull, &wait) {
+                None => break,
+                Some(step) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep(step) => {}
+                    }
+                }
+            }
+        }
         let this = Arc::clone(&self);
         let (info, bytes) = tokio::task::spawn_blocking(move || {
-            server.pull_with(pull, |version, params| {
+            server.finish_pull(pull, wait, |version, params| {
                 this.snapshot(version, params, encoding)
             })
         })
@@ -476,7 +500,6 @@ impl ServeHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.server.wake_all();
         self.wait().await
     }
 
@@ -561,6 +584,9 @@ pub async fn start(
     })
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::clone(&changed);
+    server.subscribe(Arc::new(move || wake.notify_waiters()));
     let service = Routes {
         generated,
         bulk: Arc::new(Bulk {
@@ -570,6 +596,7 @@ pub async fn start(
             grads: VecPool::new(POOLED_BUFFERS),
             snapshots: WirePools::new(POOLED_BUFFERS),
             current: Mutex::new([None, None]),
+            changed,
         }),
     };
     let service = InterceptedService::new(service, TokenCheck::new(token, Arc::clone(&server)));
@@ -581,6 +608,9 @@ pub async fn start(
     let (tx, rx) = oneshot::channel::<()>();
     let watch = Arc::clone(&server);
     let exit_after = config.exit_after_finish_ms;
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    // Fires with the shutdown signal, which also ends the waiting pulls.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let finished = async {
             match exit_after {
@@ -597,6 +627,8 @@ pub async fn start(
             _ = rx => {}
             _ = finished => {}
         }
+        watch.begin_shutdown();
+        let _ = stop_tx.send(true);
     };
     let router = builder.add_service(service);
     let core = Arc::clone(&server);
@@ -611,19 +643,33 @@ pub async fn start(
                 None
             }
         };
-        let served = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| PsError::Transport(e.to_string()));
+        // Calls in flight get `grace` after the signal; connections still open then (a
+        // client that never finishes its push or never reads its reply) are left behind:
+        // pushes are refused from here on, so the final checkpoint holds every update.
+        let serving = router.serve_with_incoming_shutdown(incoming, shutdown);
+        tokio::pin!(serving);
+        let mut stop = stop_rx;
+        let served = tokio::select! {
+            r = &mut serving => r.map_err(|e| PsError::Transport(e.to_string())),
+            () = async {
+                let _ = stop.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "calls still in flight after the shutdown grace period; stopping without them");
+                Ok(())
+            }
+        };
+        core.close();
         let end = Arc::clone(&core);
         tokio::task::spawn_blocking(move || {
+            // The checkpoint first: it is what a SIGKILL after the grace period would lose.
+            end.checkpoint_now()?;
             if let Some(h) = handle {
                 evaluator = h.finish();
             }
             if let Some(e) = evaluator.as_deref_mut() {
                 end.evaluate_now(e)?;
             }
-            end.checkpoint_now()?;
             served?;
             match metrics_dir {
                 Some(dir) => end.write_metrics(&dir, stagewise_core::record::RunKind::PsServe),
