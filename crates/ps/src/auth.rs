@@ -25,7 +25,9 @@ pub fn load_token(cfg: &AuthConfig) -> Result<Option<String>, PsError> {
             path: path.clone(),
             source,
         })?;
-        Some((text.trim().to_string(), "auth.token_file"))
+        // The first line, trimmed: what follows it (a comment, a second secret) is not sent.
+        let first = text.lines().next().unwrap_or("");
+        Some((first.trim().to_string(), "auth.token_file"))
     } else if let Some(var) = &cfg.token_env {
         let value = std::env::var(var).map_err(|_| {
             ConfigError::new(
@@ -128,6 +130,12 @@ mod tests {
             token_env: None,
         };
         assert_eq!(load_token(&cfg).unwrap().as_deref(), Some("s3cret"));
+        // Only the first line counts, trimmed, as documented.
+        std::fs::write(&path, "  s3cret \r\nnot part of it\n").unwrap();
+        assert_eq!(load_token(&cfg).unwrap().as_deref(), Some("s3cret"));
+        std::fs::write(&path, "\ns3cret\n").unwrap();
+        let e = load_token(&cfg).unwrap_err();
+        assert!(e.to_string().contains("the token is empty"), "{e}");
         std::fs::write(&path, "  \n").unwrap();
         let e = load_token(&cfg).unwrap_err();
         assert!(e.to_string().contains("auth.token_file"), "{e}");

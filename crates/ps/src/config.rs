@@ -394,7 +394,7 @@ impl AsgdConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Read the token from this file (surrounding whitespace is trimmed).
+    /// Read the token from this file: its first line, surrounding whitespace trimmed.
     pub token_file: Option<PathBuf>,
     /// Or from this environment variable (e.g. `STAGEWISE_PS_TOKEN`).
     pub token_env: Option<String>,
@@ -430,6 +430,69 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Default [`ServeConfig::shutdown_grace_ms`].
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 2_000;
 
+/// Digests of what a server and its workers must agree on: the model, the plan as run and the
+/// data options, each a short hex string (empty: not given, not compared).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunDigests {
+    /// The model (architecture, parameter count).
+    pub model: String,
+    /// The plan as run (after any learning-rate rule).
+    pub plan: String,
+    /// The data options that decide the training set and its order.
+    pub data: String,
+}
+
+impl RunDigests {
+    /// The digest of `value`: CRC-32 of its JSON with every float rounded to 6 significant
+    /// digits (so that estimates computed on different machines still agree), as 8 hex digits.
+    pub fn of(value: &impl Serialize) -> String {
+        fn round(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    let x = n.as_f64().unwrap_or(0.0);
+                    *v = serde_json::Value::String(format!("{x:.5e}"));
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(round),
+                serde_json::Value::Object(o) => o.values_mut().for_each(round),
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(value).unwrap_or_default();
+        round(&mut v);
+        format!("{:08x}", crc32fast::hash(v.to_string().as_bytes()))
+    }
+
+    /// Checks `worker`'s digests against the server's (`self`): the error names each that
+    /// differs, with both values. Digests either side left empty are not compared.
+    pub fn check(&self, worker: &RunDigests) -> Result<(), String> {
+        let differ: Vec<String> = [
+            ("model", &self.model, &worker.model),
+            ("plan", &self.plan, &worker.plan),
+            ("data", &self.data, &worker.data),
+        ]
+        .into_iter()
+        .filter(|(_, s, w)| !s.is_empty() && !w.is_empty() && s != w)
+        .map(|(what, s, w)| format!("{what} digest differs: server {s}, worker {w}"))
+        .collect();
+        if differ.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}; give `ps worker` the same model, plan and data options as `ps serve`",
+                differ.join("; ")
+            ))
+        }
+    }
+}
+
+/// Default [`ServeConfig::push_idle_timeout_ms`].
+pub const DEFAULT_PUSH_IDLE_TIMEOUT_MS: u64 = 10_000;
+/// Default [`ServeConfig::max_concurrent_pushes`].
+pub const DEFAULT_MAX_CONCURRENT_PUSHES: usize = 64;
+/// Default [`ServeConfig::max_pushes_per_worker`].
+pub const DEFAULT_MAX_PUSHES_PER_WORKER: usize = 2;
+
 /// A gRPC parameter server process holding one shard (`stagewise ps serve`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -462,6 +525,16 @@ pub struct ServeConfig {
     /// At shutdown, how long calls in flight may take to finish before the server stops
     /// waiting for them and writes its final checkpoint, ms (waiting pulls end at once).
     pub shutdown_grace_ms: u64,
+    /// A push stream that sends nothing for this long is dropped (ABORTED, nothing applied),
+    /// ms.
+    pub push_idle_timeout_ms: u64,
+    /// Most pushes received at once, in total; more are refused with RESOURCE_EXHAUSTED. Each
+    /// holds a shard-sized buffer: memory for pushes stays below this × the shard's bytes.
+    pub max_concurrent_pushes: usize,
+    /// Most pushes received at once from one worker id (RESOURCE_EXHAUSTED beyond).
+    pub max_pushes_per_worker: usize,
+    /// What workers must agree on; a worker whose digests differ is refused.
+    pub digests: RunDigests,
 }
 
 impl Default for ServeConfig {
@@ -480,6 +553,10 @@ impl Default for ServeConfig {
             exit_after_finish_ms: Some(2_000),
             metrics_dir: None,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            push_idle_timeout_ms: DEFAULT_PUSH_IDLE_TIMEOUT_MS,
+            max_concurrent_pushes: DEFAULT_MAX_CONCURRENT_PUSHES,
+            max_pushes_per_worker: DEFAULT_MAX_PUSHES_PER_WORKER,
+            digests: RunDigests::default(),
         }
     }
 }
@@ -490,6 +567,15 @@ impl ServeConfig {
         self.server.validate()?;
         if self.num_params == 0 {
             return Err(ConfigError::new("num_params", "must be >= 1"));
+        }
+        for (field, v) in [
+            ("push_idle_timeout_ms", self.push_idle_timeout_ms as usize),
+            ("max_concurrent_pushes", self.max_concurrent_pushes),
+            ("max_pushes_per_worker", self.max_pushes_per_worker),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(field, "must be >= 1"));
+            }
         }
         if self.num_shards == 0 {
             return Err(ConfigError::new("num_shards", "must be >= 1"));
@@ -529,6 +615,46 @@ fn check_chunk(chunk: usize, message: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Checks a server URL: `http://` or `https://`, a host, and a port in 1..=65535 when one is
+/// given (the error names the field `servers` and says what is wrong).
+pub fn check_server_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: String| Err(ConfigError::new("servers", format!("'{url}' {why}")));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return bad(format!(
+            "has no scheme: write http://{url} (or https://{url} with TLS)"
+        ));
+    };
+    if scheme != "http" && scheme != "https" {
+        return bad(format!(
+            "has the scheme '{scheme}'; only http:// and https:// (TLS) are served"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, after)) if after.is_empty() || after.starts_with(':') => {
+                (h, after.strip_prefix(':'))
+            }
+            _ => return bad("has a malformed IPv6 address (write [addr]:port)".into()),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return bad("has no host".into());
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return bad(format!(
+                "has the port '{p}'; a port is a number from 1 to 65535"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A worker process talking to every shard over gRPC (`stagewise ps worker`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -559,6 +685,8 @@ pub struct WorkerConfig {
     /// How parameters travel: `f32` (exact) or `bf16` (half the bytes; the worker computes its
     /// gradient at the bfloat16-rounded parameters, the server keeps f32 ones).
     pub param_wire: WireFloat,
+    /// What the servers must agree on; a server whose digests differ is refused.
+    pub digests: RunDigests,
 }
 
 impl Default for WorkerConfig {
@@ -576,6 +704,7 @@ impl Default for WorkerConfig {
             connect_timeout_ms: 30_000,
             grad_wire: WireFloat::F32,
             param_wire: WireFloat::F32,
+            digests: RunDigests::default(),
         }
     }
 }
@@ -585,6 +714,9 @@ impl WorkerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.servers.is_empty() {
             return Err(ConfigError::new("servers", "give at least one server URL"));
+        }
+        for url in &self.servers {
+            check_server_url(url)?;
         }
         if self.model_id.is_empty() {
             return Err(ConfigError::new("model_id", "must not be empty"));
@@ -620,6 +752,44 @@ mod tests {
         c.server.policy = PolicyConfig::Asgd;
         c.max_chunk_bytes = 7;
         assert_eq!(c.validate().unwrap_err().field, "max_chunk_bytes");
+    }
+
+    #[test]
+    fn server_urls_need_a_scheme_a_host_and_a_valid_port() {
+        for ok in [
+            "http://127.0.0.1:50051",
+            "https://ps-host:443/",
+            "http://[::1]:50051",
+            "http://ps-host",
+        ] {
+            check_server_url(ok).unwrap();
+        }
+        for (bad, says) in [
+            (
+                "127.0.0.1:50051",
+                "has no scheme: write http://127.0.0.1:50051",
+            ),
+            ("ps-host", "has no scheme"),
+            ("ftp://ps-host:21", "only http:// and https://"),
+            ("http://ps-host:99999", "port '99999'"),
+            ("http://ps-host:0", "port '0'"),
+            ("http://ps-host:port", "port 'port'"),
+            ("http://:50051", "has no host"),
+            ("http://[::1:50051", "IPv6"),
+        ] {
+            let e = check_server_url(bad).unwrap_err();
+            assert_eq!(e.field, "servers");
+            assert!(e.reason.contains(says), "{bad}: {e}");
+        }
+        let c = WorkerConfig {
+            servers: vec!["http://a:1".into(), "b:2".into()],
+            ..WorkerConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .reason
+            .contains("'b:2' has no scheme"));
     }
 
     #[test]

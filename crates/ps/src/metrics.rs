@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use stagewise_core::optim::QhmParams;
 use stagewise_core::record::{write_rows, RunKind, RunSummary, EVAL_FILE, TRAIN_FILE};
 pub use stagewise_core::record::{EvalRow, TrainRow};
+use std::path::PathBuf;
 
 use crate::error::PsError;
 use crate::gradient::{BatchStats, EvalStats};
@@ -47,6 +48,9 @@ pub struct Refusals {
     /// Push streams dropped after sending nothing for the idle timeout (Aborted).
     #[serde(default)]
     pub idle: u64,
+    /// Workers refused because their model, plan or data digests differ (FailedPrecondition).
+    #[serde(default)]
+    pub mismatch: u64,
 }
 
 /// Per-worker push statistics.
@@ -167,6 +171,75 @@ pub struct Metrics {
     examples_per_epoch: Option<u64>,
     /// Examples in the applied gradients so far.
     examples: u64,
+    /// `train.csv` and `eval.csv`, appended to as rows come ([`Metrics::stream_to`]).
+    logs: Option<(RowLog, RowLog)>,
+}
+
+/// A CSV file that rows are appended to, and flushed, one by one.
+struct RowLog {
+    path: PathBuf,
+    writer: csv::Writer<std::fs::File>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for RowLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowLog").field("path", &self.path).finish()
+    }
+}
+
+impl RowLog {
+    /// Starts `path` afresh with `kept` (written atomically), to be appended to.
+    fn open<T: Serialize>(path: &Path, kept: &[T]) -> Result<Self, PsError> {
+        write_rows(path, kept)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|source| PsError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: csv::WriterBuilder::new()
+                .has_headers(kept.is_empty())
+                .from_writer(file),
+            failed: false,
+        })
+    }
+
+    /// Appends `row` and flushes it to the file (an error is logged once; the final write
+    /// of the record still rewrites the file).
+    fn append<T: Serialize>(&mut self, row: &T) {
+        if self.failed {
+            return;
+        }
+        let r = self
+            .writer
+            .serialize(row)
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.writer.flush().map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot append a metrics row");
+            self.failed = true;
+        }
+    }
+}
+
+/// The rows of `path` up to `version` (those a resumed run keeps), as far as they parse: a
+/// crash may have cut the last line short.
+fn rows_up_to<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version: u64,
+    update: impl Fn(&T) -> u64,
+) -> Vec<T> {
+    let Ok(mut r) = csv::Reader::from_path(path) else {
+        return Vec::new();
+    };
+    r.deserialize::<T>()
+        .map_while(Result::ok)
+        .filter(|row| update(row) <= version)
+        .collect()
 }
 
 impl Metrics {
@@ -188,6 +261,7 @@ impl Metrics {
             optimizer: String::new(),
             examples_per_epoch: None,
             examples: 0,
+            logs: None,
         }
     }
 
@@ -270,6 +344,40 @@ impl Metrics {
             ..TrainRow::default()
         });
         self.last_row = (now, version);
+        if let (Some((train, _)), Some(row)) = (&mut self.logs, self.rows.last()) {
+            train.append(row);
+        }
+    }
+
+    /// From now on appends each row of `train.csv` and `eval.csv` in `dir` (created if
+    /// missing) as it is recorded, flushed, so that a crash keeps them. A run resumed at a
+    /// version above 0 keeps the files' rows up to that version (the later ones were lost
+    /// with the updates after the checkpoint); otherwise the files start empty.
+    pub fn stream_to(&mut self, dir: &Path) -> Result<(), PsError> {
+        std::fs::create_dir_all(dir).map_err(|source| PsError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (train, eval) = (dir.join(TRAIN_FILE), dir.join(EVAL_FILE));
+        let v = self.start_version;
+        let (kept_train, kept_eval) = if v > 0 {
+            (
+                rows_up_to(&train, v, |r: &TrainRow| r.update),
+                rows_up_to(&eval, v, |r: &EvalRow| r.update),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut train = RowLog::open(&train, &kept_train)?;
+        let mut eval = RowLog::open(&eval, &kept_eval)?;
+        for r in &self.rows {
+            train.append(r);
+        }
+        for r in &self.evals {
+            eval.append(r);
+        }
+        self.logs = Some((train, eval));
+        Ok(())
     }
 
     /// Records an evaluation of `version`.
@@ -284,6 +392,9 @@ impl Metrics {
             val_loss: stats.val_loss,
             val_accuracy: stats.val_accuracy,
         });
+        if let (Some((_, eval)), Some(row)) = (&mut self.logs, self.evals.last()) {
+            eval.append(row);
+        }
     }
 
     /// The training rows so far.
@@ -353,8 +464,11 @@ impl Metrics {
         kind: RunKind,
         completed: bool,
     ) -> Result<Summary, PsError> {
-        write_rows(&dir.join(TRAIN_FILE), &self.rows)?;
-        write_rows(&dir.join(EVAL_FILE), &self.evals)?;
+        // Streamed files already hold every row (and those of the run this one resumed).
+        if self.logs.is_none() {
+            write_rows(&dir.join(TRAIN_FILE), &self.rows)?;
+            write_rows(&dir.join(EVAL_FILE), &self.evals)?;
+        }
         let summary = self.summary(version);
         let record = RunSummary {
             updates: version,
@@ -389,6 +503,55 @@ fn finish_worker(w: &WorkerStats) -> WorkerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_rows_are_on_disk_at_once_and_a_resume_keeps_those_up_to_its_version() {
+        let scheduled = QhmParams {
+            lr: 0.1,
+            beta: 0.0,
+            nu: 0.0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let mut m = Metrics::new("m", "asgd", 2, 0);
+        m.stream_to(dir.path()).unwrap();
+        for v in 1..=6 {
+            m.record_update(v, scheduled);
+        }
+        m.record_eval(
+            6,
+            EvalStats {
+                loss: 0.5,
+                ..EvalStats::default()
+            },
+        );
+        // Written and flushed before any `write`: a crash now keeps them.
+        assert_eq!(
+            read("train.csv").lines().count(),
+            4,
+            "{}",
+            read("train.csv")
+        );
+        assert_eq!(read("eval.csv").lines().count(), 2);
+        // A crash cut the last line short; the run resumes at version 4.
+        let mut cut = read("train.csv");
+        cut.push_str("8,1.0,0.5");
+        std::fs::write(dir.path().join("train.csv"), cut).unwrap();
+        let mut m = Metrics::new("m", "asgd", 2, 4);
+        m.stream_to(dir.path()).unwrap();
+        m.record_update(6, scheduled);
+        let rows: Vec<TrainRow> =
+            stagewise_core::record::read_rows(&dir.path().join("train.csv")).unwrap();
+        let updates: Vec<u64> = rows.iter().map(|r| r.update).collect();
+        assert_eq!(updates, [2, 4, 6]);
+        assert_eq!(
+            read("eval.csv").lines().count(),
+            0,
+            "the evaluation at 6 was lost"
+        );
+        m.write(dir.path(), 6, RunKind::PsServe, false).unwrap();
+        assert_eq!(read("train.csv").lines().count(), 4);
+    }
 
     #[test]
     fn histogram_rows_and_files() {

@@ -209,3 +209,44 @@ fn server_killed_and_resumed_continues_its_version() {
     }
     assert_eq!(Checkpoint::load(&ckpt).unwrap().version, 25);
 }
+
+#[test]
+fn a_sigkilled_server_keeps_its_metrics_rows_and_a_resume_appends_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("shard0.ckpt");
+    let metrics = dir.path().join("metrics");
+    let cfg_path = dir.path().join("serve.json");
+    let mut cfg = serve_config(Some(CheckpointConfig {
+        path: ckpt.clone(),
+        every_updates: Some(10),
+        every_secs: None,
+        resume: true,
+    }));
+    cfg.server.log_every = 5;
+    cfg.metrics_dir = Some(metrics.clone());
+    write_json(&cfg_path, &cfg);
+    let updates = || -> Vec<u64> {
+        let rows: Vec<stagewise_core::record::TrainRow> =
+            stagewise_core::record::read_rows(&metrics.join("train.csv")).unwrap();
+        rows.iter().map(|r| r.update).collect()
+    };
+    let (server, addr) = spawn_until(&["serve", cfg_path.to_str().unwrap()], "LISTENING");
+    let url = format!("http://{addr}");
+    assert_eq!(
+        run_worker(worker_config(&url, 0, 23), source(0))
+            .unwrap()
+            .applied,
+        23
+    );
+    drop(server); // SIGKILL: no shutdown, no final write
+    assert_eq!(updates(), [5, 10, 15, 20], "rows written as the run went");
+    // Resumed at the checkpoint of version 20: its rows stay, new ones follow.
+    let (_server, addr) = spawn_until(&["serve", cfg_path.to_str().unwrap()], "LISTENING");
+    let url = format!("http://{addr}");
+    run_worker(worker_config(&url, 0, 10), source(0)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while updates().len() < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(updates(), [5, 10, 15, 20, 25, 30]);
+}

@@ -241,6 +241,7 @@ fn bad_input_and_missing_token_get_clear_statuses() {
             .clone()
             .info(InfoRequest {
                 model_id: "nope".into(),
+                ..Default::default()
             })
             .await;
         assert_eq!(info.err().map(|s| s.code()), Some(Code::NotFound));
@@ -250,6 +251,7 @@ fn bad_input_and_missing_token_get_clear_statuses() {
             let r = bad
                 .info(InfoRequest {
                     model_id: "model".into(),
+                    ..Default::default()
                 })
                 .await;
             assert_eq!(r.err().map(|s| s.code()), Some(Code::Unauthenticated));

@@ -296,3 +296,83 @@ fn shutdown_writes_its_checkpoint_within_the_grace_period_despite_open_calls() {
     assert_eq!(server.version(), 7);
 }
 
+#[test]
+fn stalled_pushes_are_limited_and_dropped_when_idle() {
+    // A 4 MB shard; at most 6 pushes in flight, 2 per worker; 1.5 s of silence drops one.
+    const P: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = serve_config(P, 60_000);
+    cfg.max_concurrent_pushes = 6;
+    cfg.max_pushes_per_worker = 2;
+    cfg.push_idle_timeout_ms = 1_500;
+    let (server, url) = spawn_server(dir.path(), &cfg);
+    let pid = server.0.id();
+    let rt = rt();
+    rt.block_on(async {
+        let c = stub(&url).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let base = proc_status(pid, "VmRSS");
+        // 90% of each gradient sent, then silence.
+        let first = P / 10 * 9;
+        let mut held = Vec::new();
+        for w in [0, 0, 1, 2] {
+            held.push(stalled_push(&c, w, P, first));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused =
+            |r: Result<_, tonic::Status>| r.err().map(|s| (s.code(), s.message().to_string()));
+        // A third push of worker 0: over the per-worker limit.
+        let (_tx, third) = stalled_push(&c, 0, P, first);
+        let (code, msg) =
+            refused(third.await.unwrap()).expect("a third push of worker 0 was accepted");
+        assert_eq!(code, Code::ResourceExhausted, "{msg}");
+        assert!(msg.contains("per worker"), "{msg}");
+        for w in [3, 4] {
+            held.push(stalled_push(&c, w, P, first));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // 40 more from other workers: over the limit in total, each refused.
+        let mut extra = Vec::new();
+        for w in 10..50 {
+            extra.push(stalled_push(&stub(&url).await, w, P, 1000));
+        }
+        for (_tx, t) in extra {
+            let (code, msg) =
+                refused(t.await.unwrap()).expect("a push beyond the total limit was accepted");
+            assert_eq!(code, Code::ResourceExhausted, "{msg}");
+        }
+        let loaded = proc_status(pid, "VmRSS");
+        println!(
+            "server RSS: {} MB before, {} MB with 6 stalled pushes held and 41 refused (4 MB each)",
+            base / 1024,
+            loaded / 1024
+        );
+        // 6 shard buffers of 4 MB are allowed (with HTTP/2's buffers, about 40 MB); 47 would
+        // be 188 MB.
+        assert!(loaded < base + 12 * 4 * 1024, "{base} kB → {loaded} kB");
+        // After the idle timeout the stalled pushes are dropped (ABORTED)...
+        for (_tx, t) in held {
+            let r = tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("a stalled push was never dropped")
+                .unwrap();
+            let (code, msg) = refused(r).expect("a stalled push was applied");
+            assert_eq!(code, Code::Aborted, "{msg}");
+            assert!(msg.contains("idle"), "{msg}");
+        }
+        // ... and a whole push goes through.
+        let mut c2 = c.clone();
+        let reply = c2
+            .push(tokio_stream::iter(vec![
+                header(0, P as u64),
+                data(&vec![0.1; P / 4]),
+                data(&vec![0.1; P / 4]),
+                data(&vec![0.1; P / 4]),
+                data(&vec![0.1; P / 4]),
+            ]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.version, 1);
+    });
+}

@@ -12,8 +12,9 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use stagewise_core::files::write_atomic;
 use stagewise_ps::config::{
-    AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, ServeConfig, ServerTlsConfig,
-    WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
+    AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, RunDigests, ServeConfig,
+    ServerTlsConfig, WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_CONCURRENT_PUSHES,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSHES_PER_WORKER, DEFAULT_PUSH_IDLE_TIMEOUT_MS,
     DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use stagewise_ps::Evaluator;
@@ -145,7 +146,31 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     shutdown_grace_ms: Option<u64>,
 
-    /// Write train.csv, eval.csv and summary.json here when the server stops.
+    #[arg(long, value_name = "MS", help = with_default(
+        "A push stream that sends nothing for this long is dropped (nothing applied), ms",
+        DEFAULT_PUSH_IDLE_TIMEOUT_MS,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push_idle_timeout_ms: Option<u64>,
+
+    #[arg(long, value_name = "N", help = with_default(
+        "Most pushes received at once (each holds a shard-sized buffer); more get \
+         RESOURCE_EXHAUSTED",
+        DEFAULT_MAX_CONCURRENT_PUSHES,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_pushes: Option<usize>,
+
+    #[arg(long, value_name = "N", help = with_default(
+        "Most pushes received at once from one worker id (RESOURCE_EXHAUSTED beyond)",
+        DEFAULT_MAX_PUSHES_PER_WORKER,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_pushes_per_worker: Option<usize>,
+
+    /// Write train.csv and eval.csv here as the run goes (appended and flushed row by row,
+    /// so a crash keeps them; a --resume keeps the rows up to the checkpoint), and
+    /// summary.json when the server stops.
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
@@ -297,6 +322,24 @@ fn auth(token_file: Option<PathBuf>) -> AuthConfig {
     }
 }
 
+/// The digests a server and its workers compare: the model, the plan as run (after the
+/// learning-rate rule) and the data options that decide the training set and its order.
+fn run_digests(model: &ModelArgs, plan: &stagewise_core::schedule::Plan) -> RunDigests {
+    let kind = model.kind();
+    let d = model.data_config();
+    RunDigests {
+        model: RunDigests::of(&(kind.name(), kind.param_count())),
+        plan: RunDigests::of(plan),
+        data: RunDigests::of(&(
+            d.dataset,
+            d.train_subset,
+            d.val_split,
+            d.augment,
+            model.seed(),
+        )),
+    }
+}
+
 /// Parses `i/n` with `i < n`.
 fn parse_shard(s: &str) -> anyhow::Result<(u32, u32)> {
     let (i, n) = s
@@ -389,6 +432,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         exit_after_finish_ms: Some(args.linger_ms.unwrap_or(2_000)),
         metrics_dir: args.out.clone(),
         shutdown_grace_ms: args.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        push_idle_timeout_ms: args
+            .push_idle_timeout_ms
+            .unwrap_or(DEFAULT_PUSH_IDLE_TIMEOUT_MS),
+        max_concurrent_pushes: args
+            .max_concurrent_pushes
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_PUSHES),
+        max_pushes_per_worker: args
+            .max_pushes_per_worker
+            .unwrap_or(DEFAULT_MAX_PUSHES_PER_WORKER),
+        digests: run_digests(&args.model, &plan),
     };
     config.validate()?;
     // The evaluator sees the server's own shard only: evaluate with a single shard.
@@ -483,6 +536,9 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if args.server.is_empty() {
         bail!("give the servers with --server URL[,URL...] (one per shard)");
     }
+    for url in &args.server {
+        stagewise_ps::config::check_server_url(url).context("--server")?;
+    }
     let workers = args
         .workers
         .context("give the number of workers with --workers M")?;
@@ -534,6 +590,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .unwrap_or(WorkerConfig::default().connect_timeout_ms),
         grad_wire: args.grad_wire.unwrap_or_default(),
         param_wire: args.param_wire.unwrap_or_default(),
+        digests: run_digests(&args.model, &plan),
     };
     if args.tls_domain.is_some() && args.tls_ca.is_none() {
         bail!("--tls-domain needs --tls-ca");

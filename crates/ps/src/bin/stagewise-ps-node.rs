@@ -70,6 +70,7 @@ fn stall_push(path: &str) -> Result<(), String> {
         let info = client
             .info(InfoRequest {
                 model_id: config.model_id.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|e| e.to_string())?

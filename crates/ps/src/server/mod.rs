@@ -630,6 +630,11 @@ impl ParamServer {
         lock(&self.metrics).write(dir, v, kind, done)
     }
 
+    /// Appends `train.csv` and `eval.csv` in `dir` as rows come ([`Metrics::stream_to`]).
+    pub fn stream_metrics(&self, dir: &std::path::Path) -> Result<(), PsError> {
+        lock(&self.metrics).stream_to(dir)
+    }
+
     /// Evaluates the current parameters now, on the calling thread, and records the result.
     pub fn evaluate_now(&self, evaluator: &mut dyn Evaluator) -> Result<(), PsError> {
         let (version, params) = self.eval_snapshot();

@@ -105,23 +105,48 @@ impl GrpcClient {
             let channel = loop {
                 match ep.connect().await {
                     Ok(c) => break c,
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(PsError::Transport(format!("cannot connect to {url}: {e}")))
+                    Err(e) => {
+                        let why = error_chain(&e);
+                        // A certificate that does not fit will not fit on retry either.
+                        let certificate = why.contains("certificate");
+                        if certificate || Instant::now() >= deadline {
+                            return Err(PsError::Transport(format!(
+                                "cannot connect to {url}: {why}{}",
+                                tls_hint(&why)
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             };
             let raw = InterceptedService::new(channel.clone(), add.clone());
             let mut stub = ParameterServerClient::with_interceptor(channel, add.clone())
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes);
+            let d = &config.digests;
             let info = stub
                 .info(InfoRequest {
                     model_id: config.model_id.clone(),
+                    digests: Some(crate::proto::RunDigests {
+                        model: d.model.clone(),
+                        plan: d.plan.clone(),
+                        data: d.data.clone(),
+                    }),
                 })
                 .await
                 .map_err(|s| status(url, s))?
                 .into_inner();
+            // The server checks too; this covers servers that do not.
+            if let Some(theirs) = &info.digests {
+                let theirs = crate::config::RunDigests {
+                    model: theirs.model.clone(),
+                    plan: theirs.plan.clone(),
+                    data: theirs.data.clone(),
+                };
+                theirs
+                    .check(d)
+                    .map_err(|m| ConfigError::new("digests", format!("{url}: {m}")))?;
+            }
             let t = usize::try_from(info.total_params).unwrap_or(usize::MAX);
             if *total.get_or_insert(t) != t {
                 return Err(PsError::Transport(format!(
@@ -298,6 +323,37 @@ fn push_body(header: PushHeader, data: Bytes, step: usize) -> FrameBody {
     FrameBody::new(frames, None)
 }
 
+/// `e` and its sources, `outer: inner: …` (tonic's own message is only "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut m = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let part = s.to_string();
+        if !m.ends_with(&part) {
+            m = format!("{m}: {part}");
+        }
+        src = s.source();
+    }
+    m
+}
+
+/// What to do about a certificate error of rustls named in `why` (empty for others).
+fn tls_hint(why: &str) -> &'static str {
+    if why.contains("CaUsedAsEndEntity") {
+        " (the server's certificate is marked CA:TRUE, so it cannot identify a server: \
+         make it with `-addext basicConstraints=critical,CA:FALSE`, see docs/asgd.md)"
+    } else if why.contains("NotValidForName") {
+        " (the certificate does not name the host the worker checks: give --tls-domain \
+         with a name of its subjectAltName, or make it with `-addext subjectAltName=DNS:HOST`)"
+    } else if why.contains("UnknownIssuer") {
+        " (the certificate is not signed by the --tls-ca certificate)"
+    } else if why.contains("Expired") || why.contains("NotValidYet") {
+        " (the certificate is outside its validity period)"
+    } else {
+        ""
+    }
+}
+
 /// Sends a gRPC request with `body` on `path`; returns the response once its headers arrived,
 /// or the status of a trailers-only (error) response.
 async fn call(
@@ -305,15 +361,7 @@ async fn call(
     path: &'static str,
     body: FrameBody,
 ) -> Result<http::Response<ResponseBody<tonic::body::Body>>, tonic::Status> {
-    let unavailable = |e: tonic::transport::Error| {
-        let mut m = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            m = format!("{m}: {s}");
-            src = s.source();
-        }
-        tonic::Status::unavailable(m)
-    };
+    let unavailable = |e: tonic::transport::Error| tonic::Status::unavailable(error_chain(&e));
     poll_fn(|cx| Service::poll_ready(svc, cx))
         .await
         .map_err(unavailable)?;

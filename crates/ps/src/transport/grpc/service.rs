@@ -26,7 +26,7 @@ use super::wire::{
 };
 use super::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::auth::{load_token, TokenCheck};
-use crate::config::ServeConfig;
+use crate::config::{RunDigests, ServeConfig};
 use crate::error::{ConfigError, PsError, PushError};
 use crate::gradient::{BatchStats, Evaluator};
 use crate::metrics::Summary;
@@ -43,6 +43,7 @@ const POOLED_BUFFERS: usize = 8;
 
 struct PsService {
     server: Arc<ParamServer>,
+    digests: RunDigests,
     chunk_bytes: usize,
     shard_index: u32,
     num_shards: u32,
@@ -74,6 +75,17 @@ impl ParameterServer for PsService {
         self.server
             .check_model(&req.model_id)
             .map_err(push_status)?;
+        if let Some(theirs) = &req.digests {
+            let theirs = RunDigests {
+                model: theirs.model.clone(),
+                plan: theirs.plan.clone(),
+                data: theirs.data.clone(),
+            };
+            if let Err(m) = self.digests.check(&theirs) {
+                self.server.count_refusal(|r| r.mismatch += 1);
+                return Err(Status::failed_precondition(m));
+            }
+        }
         let s = &self.server;
         Ok(Response::new(InfoReply {
             model_id: s.model_id().to_string(),
@@ -86,6 +98,11 @@ impl ParameterServer for PsService {
             max_chunk_bytes: self.chunk_bytes as u64,
             policy: s.policy_name().to_string(),
             finished: s.is_finished(),
+            digests: Some(crate::proto::RunDigests {
+                model: self.digests.model.clone(),
+                plan: self.digests.plan.clone(),
+                data: self.digests.data.clone(),
+            }),
         }))
     }
 
@@ -119,6 +136,38 @@ struct Bulk {
     current: Mutex<[Option<(u64, Bytes)>; 2]>,
     /// Notified after every change of the server (waiting pulls wake on it).
     changed: Arc<tokio::sync::Notify>,
+    /// Pushes being received, in total and per worker id.
+    slots: Arc<Mutex<Slots>>,
+    /// Limits on them: in total, per worker.
+    max_pushes: (usize, usize),
+    /// A push stream silent this long is dropped.
+    idle: Duration,
+}
+
+/// Pushes being received.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_worker: std::collections::HashMap<u32, usize>,
+}
+
+/// A push's place among [`Slots`], given back on drop.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    worker: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        s.total -= 1;
+        if let Some(n) = s.per_worker.get_mut(&self.worker) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_worker.remove(&self.worker);
+            }
+        }
+    }
 }
 
 /// The slot of `encoding` in [`Bulk::current`].
@@ -130,11 +179,41 @@ fn slot(encoding: WireFloat) -> usize {
 }
 
 impl Bulk {
+    /// A place for a push of `worker`, or RESOURCE_EXHAUSTED beyond the limits.
+    fn slot(&self, worker: u32) -> Result<Slot, Status> {
+        let (max_total, max_worker) = self.max_pushes;
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = s.per_worker.get(&worker).copied().unwrap_or(0);
+        let refuse = if mine >= max_worker {
+            Some(format!(
+                "worker {worker} has {mine} pushes in flight; the limit is {max_worker} per worker"
+            ))
+        } else if s.total >= max_total {
+            Some(format!(
+                "{} pushes in flight; the limit is {max_total} in total",
+                s.total
+            ))
+        } else {
+            None
+        };
+        if let Some(m) = refuse {
+            drop(s);
+            self.server.count_refusal(|r| r.busy += 1);
+            return Err(Status::resource_exhausted(format!("{m}; retry later")));
+        }
+        s.total += 1;
+        *s.per_worker.entry(worker).or_insert(0) += 1;
+        Ok(Slot {
+            slots: Arc::clone(&self.slots),
+            worker,
+        })
+    }
+
     async fn push(
         self: Arc<Self>,
         req: tonic::codegen::http::Request<Body>,
     ) -> Result<PushReply, Status> {
-        let mut r = BodyReader::new(req.into_body());
+        let mut r = BodyReader::new(req.into_body()).with_idle_timeout(self.idle);
         let malformed = |msg: String| {
             self.server.count_refusal(|r| r.malformed += 1);
             Status::invalid_argument(msg)
@@ -145,6 +224,11 @@ impl Bulk {
         };
         let wire = |e: WireError, what: &str| match e {
             WireError::Broken(m) => aborted(format!("{what}: {m}; nothing applied")),
+            WireError::Idle(_) => {
+                self.server.count_refusal(|r| r.idle += 1);
+                let s = e.status();
+                Status::aborted(format!("{what}: {}; nothing applied", s.message()))
+            }
             other => {
                 self.server.count_refusal(|r| r.malformed += 1);
                 let s = other.status();
@@ -185,6 +269,7 @@ impl Bulk {
                 .to_string(),
             ));
         }
+        let _slot = self.slot(header.worker_id)?;
         let mut grads = self.grads.take(len);
         let received = self.receive(&mut r, &mut grads, encoding).await;
         let filled = match received {
@@ -556,6 +641,9 @@ pub async fn start(
     })
     .await
     .map_err(|e| PsError::Transport(e.to_string()))??;
+    if let Some(dir) = &config.metrics_dir {
+        server.stream_metrics(dir)?;
+    }
     let token = load_token(&config.auth)?;
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -578,6 +666,7 @@ pub async fn start(
     }
     let generated = ParameterServerServer::new(PsService {
         server: Arc::clone(&server),
+        digests: config.digests.clone(),
         chunk_bytes: config.max_chunk_bytes,
         shard_index: config.shard_index,
         num_shards: config.num_shards,
@@ -597,6 +686,9 @@ pub async fn start(
             snapshots: WirePools::new(POOLED_BUFFERS),
             current: Mutex::new([None, None]),
             changed,
+            slots: Arc::default(),
+            max_pushes: (config.max_concurrent_pushes, config.max_pushes_per_worker),
+            idle: Duration::from_millis(config.push_idle_timeout_ms),
         }),
     };
     let service = InterceptedService::new(service, TokenCheck::new(token, Arc::clone(&server)));

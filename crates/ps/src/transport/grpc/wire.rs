@@ -162,6 +162,8 @@ pub(crate) enum WireError {
         /// Its length in bytes.
         len: usize,
     },
+    /// Nothing arrived for this many milliseconds.
+    Idle(u64),
 }
 
 impl WireError {
@@ -176,6 +178,9 @@ impl WireError {
             Self::DoesNotFit { len } => Status::invalid_argument(format!(
                 "a data field of {len} bytes does not fit what is left of the array"
             )),
+            Self::Idle(ms) => {
+                Status::aborted(format!("the stream was idle for {ms} ms and was dropped"))
+            }
         }
     }
 }
@@ -190,6 +195,7 @@ pub(crate) struct BodyReader<B> {
     cur: Bytes,
     done: bool,
     trailers: Option<HeaderMap>,
+    idle: Option<std::time::Duration>,
 }
 
 impl<B> BodyReader<B>
@@ -204,7 +210,14 @@ where
             cur: Bytes::new(),
             done: false,
             trailers: None,
+            idle: None,
         }
+    }
+
+    /// Fails with [`WireError::Idle`] when no frame arrives for `idle`.
+    pub(crate) fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle = Some(idle);
+        self
     }
 
     /// The trailers, once the body has ended.
@@ -219,7 +232,18 @@ where
                 return Ok(false);
             }
             let body = &mut self.body;
-            match poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx));
+            let frame = match self.idle {
+                None => frame.await,
+                Some(idle) => match tokio::time::timeout(idle, frame).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        self.done = true;
+                        return Err(WireError::Idle(idle.as_millis() as u64));
+                    }
+                },
+            };
+            match frame {
                 None => self.done = true,
                 Some(Err(e)) => {
                     self.done = true;
