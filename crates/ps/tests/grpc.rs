@@ -597,3 +597,60 @@ fn bf16_transfer_rounds_once_and_refuses_bad_input() {
     rt.block_on(a.shutdown()).unwrap();
     rt.block_on(b.shutdown()).unwrap();
 }
+
+#[test]
+fn a_worker_whose_digests_differ_is_refused_naming_what_differs() {
+    use stagewise_ps::config::RunDigests;
+    let rt = rt();
+    let ours = RunDigests {
+        model: RunDigests::of(&("mlp", 669_706)),
+        plan: RunDigests::of(&("epochs", 3)),
+        data: RunDigests::of(&("synthetic", 800)),
+    };
+    let mut cfg = serve_config(8, 3);
+    cfg.digests = ours.clone();
+    let handle = rt.block_on(start_server(cfg, None, None)).unwrap();
+    let url = format!("http://{}", handle.local_addr());
+    let source = NoisyQuadratic::new(8, 1.0, 1.0, 0.0, 1);
+    // Another plan (`--epochs 5`): refused by the server, naming both digests.
+    let mut wc = worker_config(vec![url.clone()], 0);
+    wc.digests = RunDigests {
+        plan: RunDigests::of(&("epochs", 5)),
+        ..ours.clone()
+    };
+    let err = run_worker(wc.clone(), source.clone()).unwrap_err();
+    assert_eq!(err.grpc_code(), Some(Code::FailedPrecondition), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "plan digest differs: server {}, worker {}",
+            ours.plan, wc.digests.plan
+        )),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("model digest") && !msg.contains("data digest"),
+        "{msg}"
+    );
+    assert_eq!(handle.server().refusals().mismatch, 1);
+    // The same digests, or none (a client that sends none), are let in.
+    wc.digests = ours;
+    assert_eq!(run_worker(wc, source.clone()).unwrap().applied, 3);
+    let none = worker_config(vec![url], 1);
+    assert!(run_worker(none, source).is_ok());
+    rt.block_on(handle.shutdown()).unwrap();
+}
+
+#[test]
+fn digests_round_floats_and_tell_values_apart() {
+    use stagewise_ps::config::RunDigests;
+    assert_eq!(
+        RunDigests::of(&(0.074218750000001_f64, 38)),
+        RunDigests::of(&(0.07421875_f64, 38))
+    );
+    assert_ne!(
+        RunDigests::of(&(0.0742_f64, 38)),
+        RunDigests::of(&(0.0743_f64, 38))
+    );
+    assert_ne!(RunDigests::of(&("cnn", 1)), RunDigests::of(&("mlp", 1)));
+}
