@@ -687,6 +687,10 @@ pub struct WorkerConfig {
     pub param_wire: WireFloat,
     /// What the servers must agree on; a server whose digests differ is refused.
     pub digests: RunDigests,
+    /// After losing a server (UNAVAILABLE: it stopped, crashed or restarts), keep
+    /// reconnecting, with backoff, for this long, ms; then go on from the version it serves
+    /// (0: give up at once).
+    pub reconnect_timeout_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -705,9 +709,14 @@ impl Default for WorkerConfig {
             grad_wire: WireFloat::F32,
             param_wire: WireFloat::F32,
             digests: RunDigests::default(),
+            reconnect_timeout_ms: DEFAULT_RECONNECT_TIMEOUT_MS,
         }
     }
 }
+
+/// Default [`WorkerConfig::reconnect_timeout_ms`]: long enough for a server to be restarted
+/// from its checkpoint by a scheduler.
+pub const DEFAULT_RECONNECT_TIMEOUT_MS: u64 = 120_000;
 
 impl WorkerConfig {
     /// Checks the fields, naming the first bad one.

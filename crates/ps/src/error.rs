@@ -138,6 +138,10 @@ pub enum PsError {
         /// The status.
         status: Box<tonic::Status>,
     },
+    /// The connection to a server was lost and made again; the push in flight was dropped
+    /// (the worker pulls again, from the version the server now serves).
+    #[error("reconnected to the servers; the push in flight was dropped")]
+    Reconnected,
     /// The server is shutting down: a waiting pull ended unanswered.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -159,6 +163,25 @@ pub enum PsError {
 
 #[cfg(feature = "grpc")]
 impl PsError {
+    /// True for errors that a lost or restarting server gives (UNAVAILABLE, a stream that
+    /// broke, a push with a version from before the server's restart): worth reconnecting.
+    pub fn is_lost_server(&self) -> bool {
+        match self {
+            PsError::Status { status, .. } => match status.code() {
+                tonic::Code::Unavailable | tonic::Code::Aborted | tonic::Code::Cancelled => true,
+                // A connection reset while a call was in flight.
+                tonic::Code::Unknown => status.message().contains("transport error"),
+                // A server resumed from an older checkpoint than the version pulled.
+                tonic::Code::InvalidArgument => {
+                    status.message().contains("newer than the server's version")
+                }
+                _ => false,
+            },
+            PsError::ShuttingDown => true,
+            _ => false,
+        }
+    }
+
     /// The gRPC status code when this error came from a server.
     pub fn grpc_code(&self) -> Option<tonic::Code> {
         match self {

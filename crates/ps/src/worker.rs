@@ -86,6 +86,9 @@ pub struct WorkerReport {
     pub elapsed_s: f64,
     /// Why it stopped.
     pub stopped: String,
+    /// Pushes dropped because a server was lost and reconnected to.
+    #[serde(default)]
+    pub reconnects: u64,
     /// The error that stopped it, if any.
     pub error: Option<String>,
 }
@@ -104,6 +107,7 @@ impl WorkerReport {
             last_loss: None,
             elapsed_s: 0.0,
             stopped: String::new(),
+            reconnects: 0,
             error: None,
         }
     }
@@ -154,7 +158,7 @@ pub fn worker_loop(
         }
         let pulled = match client.pull(&min_versions, &mut params) {
             Ok(p) => p,
-            Err(PsError::WaitTimeout { .. }) => {
+            Err(PsError::WaitTimeout { .. } | PsError::Reconnected) => {
                 min_versions.fill(0);
                 continue;
             }
@@ -164,7 +168,15 @@ pub fn worker_loop(
             break "server finished";
         }
         let stats = source.compute(&params, Arc::make_mut(&mut grads).as_mut_slice())?;
-        let outcomes = client.push_shared(&pulled.versions, &grads, stats)?;
+        let outcomes = match client.push_shared(&pulled.versions, &grads, stats) {
+            Ok(o) => o,
+            Err(PsError::Reconnected) => {
+                report.reconnects += 1;
+                min_versions.fill(0);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         report.pushes += 1;
         report.first_loss.get_or_insert(stats.loss);
         report.last_loss = Some(stats.loss);

@@ -250,3 +250,67 @@ fn a_sigkilled_server_keeps_its_metrics_rows_and_a_resume_appends_to_them() {
     }
     assert_eq!(updates(), [5, 10, 15, 20, 25, 30]);
 }
+
+#[test]
+fn a_worker_reconnects_to_a_server_sigkilled_and_resumed_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("shard0.ckpt");
+    let cfg_path = dir.path().join("serve.json");
+    // A fixed port, so that the restarted server is where the worker looks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = serve_config(Some(CheckpointConfig {
+        path: ckpt.clone(),
+        every_updates: Some(100),
+        every_secs: None,
+        resume: true,
+    }));
+    cfg.listen = format!("127.0.0.1:{port}");
+    write_json(&cfg_path, &cfg);
+    let (server, _) = spawn_until(&["serve", cfg_path.to_str().unwrap()], "LISTENING");
+    let url = format!("http://127.0.0.1:{port}");
+    let worker_url = url.clone();
+    let worker = std::thread::spawn(move || {
+        let mut c = worker_config(&worker_url, 0, u64::MAX);
+        c.max_pushes = None;
+        c.max_seconds = Some(8.0);
+        c.reconnect_timeout_ms = 20_000;
+        run_worker(c, source(0))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Checkpoint::load(&ckpt).map(|c| c.version).unwrap_or(0) < 200 && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server); // SIGKILL mid-run
+    let resumed_at = Checkpoint::load(&ckpt).unwrap().version;
+    assert!(resumed_at >= 200);
+    std::thread::sleep(Duration::from_millis(700)); // the worker finds no server for a while
+    let (_server, _) = spawn_until(&["serve", cfg_path.to_str().unwrap()], "LISTENING");
+    let report = worker
+        .join()
+        .unwrap()
+        .expect("the worker did not survive the restart");
+    assert_eq!(report.stopped, "max_duration", "{report:?}");
+    // It went on from the checkpoint's version: the restarted server counts from there.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let version = rt.block_on(async {
+        let mut c = stagewise_ps::transport::grpc::GrpcClient::connect(&worker_config(&url, 0, 1))
+            .await
+            .unwrap();
+        let mut params = vec![0.0; DIM];
+        c.pull(&[0], &mut params).await.unwrap().versions[0]
+    });
+    println!(
+        "checkpoint at {resumed_at}, version {version} after the restart; worker: {} pushes, {} reconnects",
+        report.pushes, report.reconnects
+    );
+    assert!(version > resumed_at, "{version} <= {resumed_at}");
+    assert!(report.last_loss < report.first_loss, "{report:?}");
+}

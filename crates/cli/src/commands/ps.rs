@@ -15,7 +15,7 @@ use stagewise_ps::config::{
     AuthConfig, CheckpointConfig, ClientTlsConfig, ParamInit, RunDigests, ServeConfig,
     ServerTlsConfig, WireFloat, WorkerConfig, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_CONCURRENT_PUSHES,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSHES_PER_WORKER, DEFAULT_PUSH_IDLE_TIMEOUT_MS,
-    DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_RECONNECT_TIMEOUT_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use stagewise_ps::Evaluator;
 use stagewise_train::asgd::{initial_params, ModelEvaluator, ModelWorker, StepClock};
@@ -258,6 +258,14 @@ pub struct WorkerArgs {
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_timeout_ms: Option<u64>,
+
+    #[arg(long, value_name = "MS", help = with_default(
+        "After losing a server (it stopped, crashed or restarts), keep reconnecting with \
+         backoff this long, then go on from the version it serves, ms (0: exit at once)",
+        DEFAULT_RECONNECT_TIMEOUT_MS,
+    ))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconnect_timeout_ms: Option<u64>,
 
     #[arg(long, help = with_default(
         "Largest gRPC message accepted, bytes",
@@ -591,6 +599,9 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         grad_wire: args.grad_wire.unwrap_or_default(),
         param_wire: args.param_wire.unwrap_or_default(),
         digests: run_digests(&args.model, &plan),
+        reconnect_timeout_ms: args
+            .reconnect_timeout_ms
+            .unwrap_or(DEFAULT_RECONNECT_TIMEOUT_MS),
     };
     if args.tls_domain.is_some() && args.tls_ca.is_none() {
         bail!("--tls-domain needs --tls-ca");

@@ -529,10 +529,13 @@ async fn pull_shard(
     Ok((version.unwrap_or(0), finished))
 }
 
-/// A blocking [`PsClient`] over [`GrpcClient`], with its own single-threaded runtime.
+/// A blocking [`PsClient`] over [`GrpcClient`], with its own single-threaded runtime. A
+/// lost server ([`PsError::is_lost_server`]) is reconnected to, with backoff, for
+/// `reconnect_timeout_ms`.
 pub struct BlockingGrpcClient {
     runtime: tokio::runtime::Runtime,
     inner: GrpcClient,
+    config: WorkerConfig,
 }
 
 impl BlockingGrpcClient {
@@ -543,7 +546,48 @@ impl BlockingGrpcClient {
             .build()
             .map_err(|e| PsError::Transport(format!("cannot start a runtime: {e}")))?;
         let inner = runtime.block_on(GrpcClient::connect(config))?;
-        Ok(Self { runtime, inner })
+        Ok(Self {
+            runtime,
+            inner,
+            config: config.clone(),
+        })
+    }
+
+    /// Connects again after `cause`, trying with growing pauses (0.1 s doubling to 5 s) until
+    /// `reconnect_timeout_ms` has passed; returns `cause` if it never succeeds.
+    fn reconnect(&mut self, cause: PsError) -> Result<(), PsError> {
+        if !cause.is_lost_server() || self.config.reconnect_timeout_ms == 0 {
+            return Err(cause);
+        }
+        tracing::warn!(error = %cause, "lost a server; reconnecting");
+        let deadline = Instant::now() + Duration::from_millis(self.config.reconnect_timeout_ms);
+        let once = WorkerConfig {
+            connect_timeout_ms: 0,
+            ..self.config.clone()
+        };
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.runtime.block_on(GrpcClient::connect(&once)) {
+                Ok(c) if c.total == self.inner.total && c.ranges() == self.inner.ranges() => {
+                    eprintln!("reconnected to the servers after: {cause}");
+                    self.inner = c;
+                    return Ok(());
+                }
+                Ok(_) => {
+                    return Err(PsError::Transport(
+                        "the servers came back with other shards or another model size".into(),
+                    ))
+                }
+                Err(e) if e.is_lost_server() || matches!(e, PsError::Transport(_)) => {
+                    if Instant::now() + pause >= deadline {
+                        return Err(cause);
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -557,7 +601,13 @@ impl PsClient for BlockingGrpcClient {
     }
 
     fn pull(&mut self, min_versions: &[u64], params: &mut [f32]) -> Result<Pulled, PsError> {
-        self.runtime.block_on(self.inner.pull(min_versions, params))
+        match self.runtime.block_on(self.inner.pull(min_versions, params)) {
+            Err(e) => {
+                self.reconnect(e)?;
+                Err(PsError::Reconnected)
+            }
+            ok => ok,
+        }
     }
 
     fn push(
@@ -566,8 +616,16 @@ impl PsClient for BlockingGrpcClient {
         grads: &[f32],
         stats: BatchStats,
     ) -> Result<Vec<PushOutcome>, PsError> {
-        self.runtime
+        match self
+            .runtime
             .block_on(self.inner.push(versions, grads, stats))
+        {
+            Err(e) => {
+                self.reconnect(e)?;
+                Err(PsError::Reconnected)
+            }
+            ok => ok,
+        }
     }
 
     fn push_shared(
@@ -576,8 +634,16 @@ impl PsClient for BlockingGrpcClient {
         grads: &Arc<Vec<f32>>,
         stats: BatchStats,
     ) -> Result<Vec<PushOutcome>, PsError> {
-        self.runtime
+        match self
+            .runtime
             .block_on(self.inner.push_shared(versions, grads, stats))
+        {
+            Err(e) => {
+                self.reconnect(e)?;
+                Err(PsError::Reconnected)
+            }
+            ok => ok,
+        }
     }
 }
 
