@@ -208,6 +208,9 @@ fn run_one(
                 on_epoch: Some(Arc::new(move |done, total| {
                     hook_line.set_message(format!("{label}: epoch {done}/{total}"));
                 })),
+                // A folder with a run but no checkpoint is not this spec's: refused.
+                overwrite: false,
+                ..RunOptions::default()
             };
             let resuming = dir.join(CHECKPOINT_FILE).exists();
             let started = std::time::Instant::now();

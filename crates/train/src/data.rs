@@ -137,6 +137,7 @@ impl DataConfig {
     /// Loads the train and test splits, holds out the validation split and takes the subsets
     /// asked for (stratified; subsets are chosen from `seed`).
     pub fn load(&self, seed: u64) -> Result<Splits, DataError> {
+        self.validate()?;
         let splits = match self.dataset {
             DatasetKind::FashionMnist => {
                 let mut locate = LocateOptions::from_env(self.data_dir.clone());
@@ -149,16 +150,34 @@ impl DataConfig {
                 ..SyntheticConfig::default().with_seed(seed)
             })?,
         };
-        let subset = |d: stagewise_data::Dataset, n: Option<usize>| match n {
-            Some(n) if n < d.len() => d.stratified_subset(n, seed),
-            _ => d,
-        };
         let (val, train) = hold_out_validation(splits.train, self.val_split)?;
         Ok(Splits {
-            train: subset(train, self.train_subset),
+            train: take_subset(train, "train_subset", self.train_subset, seed)?,
             val,
-            test: subset(splits.test, self.test_subset),
+            test: take_subset(splits.test, "test_subset", self.test_subset, seed)?,
         })
+    }
+
+    /// Checks what can be checked before loading: a subset of 0 images is refused (an empty
+    /// test set would report an accuracy that was never measured).
+    pub fn validate(&self) -> Result<(), DataError> {
+        for (name, n) in [
+            ("train_subset", self.train_subset),
+            ("test_subset", self.test_subset),
+        ] {
+            if n == Some(0) {
+                return Err(DataError::InvalidArgument(format!(
+                    "{name} = 0 is out of range: nothing would be {}; allowed: >= 1 \
+                     (at most the size of the set)",
+                    if name == "test_subset" {
+                        "measured"
+                    } else {
+                        "trained on"
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The augmentation to apply to training batches.
@@ -173,6 +192,26 @@ impl DataConfig {
     /// The pixel normalization (Fashion-MNIST's statistics for both datasets).
     pub fn normalization(&self) -> Normalization {
         Normalization::FASHION_MNIST
+    }
+}
+
+/// A stratified subset of `n` images of `data` (all of it for `None`); `n` of 0 or above the
+/// set's size is refused, naming the option `name`.
+fn take_subset(
+    data: stagewise_data::Dataset,
+    name: &str,
+    n: Option<usize>,
+    seed: u64,
+) -> Result<stagewise_data::Dataset, DataError> {
+    match n {
+        None => Ok(data),
+        Some(n) if n == data.len() => Ok(data),
+        Some(n) if n == 0 || n > data.len() => Err(DataError::InvalidArgument(format!(
+            "{name} = {n} is out of range for a set of {} images; allowed: 1 ..= {}",
+            data.len(),
+            data.len()
+        ))),
+        Some(n) => Ok(data.stratified_subset(n, seed)),
     }
 }
 
@@ -230,6 +269,40 @@ mod tests {
         };
         let e = missing.describe().unwrap_err().to_string();
         assert!(e.contains(&dir.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn subsets_of_zero_or_above_the_set_size_are_refused() {
+        let data = DataConfig {
+            dataset: DatasetKind::Synthetic,
+            train_subset: Some(300),
+            test_subset: Some(100),
+            ..DataConfig::default()
+        };
+        let test = data.load(1).unwrap().test;
+        let e = take_subset(test.clone(), "test_subset", Some(101), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test_subset = 101") && e.contains("set of 100 images"),
+            "{e}"
+        );
+        assert!(take_subset(test.clone(), "test_subset", Some(0), 1).is_err());
+        assert_eq!(take_subset(test.clone(), "t", Some(100), 1).unwrap(), test);
+        assert_eq!(take_subset(test, "t", Some(50), 1).unwrap().len(), 50);
+        for empty in [
+            DataConfig {
+                test_subset: Some(0),
+                ..data.clone()
+            },
+            DataConfig {
+                train_subset: Some(0),
+                ..data.clone()
+            },
+        ] {
+            let e = empty.load(1).unwrap_err().to_string();
+            assert!(e.contains("_subset = 0 is out of range"), "{e}");
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn default_device() -> Device {
 pub mod checkpoint;
 pub mod data;
 pub mod metrics;
+pub mod run_folder;
 pub mod trainer;
 
 pub use data::{DataConfig, DatasetKind};

@@ -13,6 +13,31 @@ pub struct TrainDetails {
     pub images_per_second: f64,
     /// The configuration used, plan included.
     pub config: TrainConfig,
+    /// Where a run stopped mid-epoch ([`crate::RunOptions::stop`]); its checkpoint resumes
+    /// exactly there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<StopPoint>,
+}
+
+/// A position inside an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopPoint {
+    /// The epoch (1-based).
+    pub epoch: u64,
+    /// Steps of it done.
+    pub step: u64,
+    /// Steps in it.
+    pub steps: u64,
+}
+
+impl std::fmt::Display for StopPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}, step {} of {}",
+            self.epoch, self.step, self.steps
+        )
+    }
 }
 
 /// The summary of a training run.

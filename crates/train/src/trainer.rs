@@ -4,14 +4,20 @@
 //! Every epoch: train (one optimizer step per batch), evaluate on the test set (and on the
 //! validation split, when [`DataConfig::val_split`] holds one out), append a row to
 //! `train.csv` and `eval.csv`, write `checkpoint.safetensors` atomically. At the end,
-//! `summary.json` (the run record of [`stagewise_core::record`]).
+//! `summary.json` (the run record of [`stagewise_core::record`]). A run told to stop
+//! ([`RunOptions::stop`]) finishes its step and writes a checkpoint holding its position in the
+//! epoch, from which [`resume`] goes on bit-exactly; [`resume`] refuses a checkpoint that is
+//! damaged or belongs to another run, and metrics missing rows.
 //! The optimizers of `stagewise-core` run on the flat parameter vector ([`crate::bridge`]).
 
 use crate::bridge::{self, BridgeError};
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
+use crate::checkpoint::{
+    digest, Checkpoint, CheckpointError, CheckpointMeta, PartialEpoch, RunIdentity,
+};
 use crate::data::DataConfig;
-use crate::metrics::{Summary, TrainDetails};
+use crate::metrics::{StopPoint, Summary, TrainDetails};
 use crate::model::{Classifier, Model, ModelKind, NUM_CLASSES};
+use crate::run_folder::RUN_FILE;
 use crate::{inference_device, training_device};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -26,6 +32,8 @@ use stagewise_core::record::{
 use stagewise_core::schedule::{Hyper, Layout, Plan, PlanError, Recipe, RecipeParams};
 use stagewise_data::{Batch, BatchConfig, DataError, Dataset, EpochBatches};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Everything that defines a training run (saved in checkpoints and the summary).
@@ -74,8 +82,26 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop after this many epochs in total (a checkpoint is written), e.g. to split a run.
     pub stop_after_epochs: Option<u64>,
+    /// Stop after this many optimizer steps in total, mid-epoch or not (a checkpoint that
+    /// resumes exactly there is written).
+    pub stop_after_steps: Option<u64>,
+    /// Once set (by a signal handler, say), the run stops after the step in progress, writes a
+    /// checkpoint that resumes exactly there, and returns its summary
+    /// ([`TrainDetails::stopped_at`]).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Told after every epoch.
     pub on_epoch: Option<EpochHook>,
+    /// Replace a run already in the output folder instead of refusing it
+    /// ([`crate::run_folder::prepare_new_run`]); ignored by [`resume`].
+    pub overwrite: bool,
+}
+
+impl RunOptions {
+    /// Whether the run should stop now, `global_step` steps in.
+    fn should_stop(&self, global_step: u64) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || self.stop_after_steps.is_some_and(|n| global_step >= n)
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -83,7 +109,10 @@ impl std::fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("progress", &self.progress)
             .field("stop_after_epochs", &self.stop_after_epochs)
+            .field("stop_after_steps", &self.stop_after_steps)
+            .field("stop", &self.stop)
             .field("on_epoch", &self.on_epoch.is_some())
+            .field("overwrite", &self.overwrite)
             .finish()
     }
 }
@@ -141,6 +170,18 @@ pub enum TrainError {
     /// Reading or writing the run record (metrics, summary) failed.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The output folder already holds a run.
+    #[error(transparent)]
+    RunExists(#[from] crate::run_folder::RunExists),
+    /// The run folder's files do not agree with each other (a checkpoint of another run,
+    /// metrics with rows missing): resuming would mix or lose results.
+    #[error("{path}: {detail}; refusing to resume")]
+    Inconsistent {
+        /// The file that does not agree.
+        path: PathBuf,
+        /// How.
+        detail: String,
+    },
     /// Writing an output failed.
     #[error("{path}: {detail}")]
     Output {
@@ -157,9 +198,31 @@ impl TrainConfig {
         OptimizerConfig::for_plan(self.optimizer, &self.plan)
     }
 
+    /// What a checkpoint of this run with `parameters` model parameters belongs to.
+    pub fn identity(&self, parameters: usize) -> RunIdentity {
+        let d = &self.data;
+        let count = |n: Option<usize>| n.map_or("all".to_string(), |n| n.to_string());
+        RunIdentity {
+            model: self.model.to_string(),
+            parameters: parameters as u64,
+            optimizer: self.optimizer.to_string(),
+            plan_digest: digest(&serde_json::to_vec(&self.plan).unwrap_or_default()),
+            dataset: format!(
+                "{}, train subset {}, test subset {}, validation split {}, augment {}",
+                d.dataset.name(),
+                count(d.train_subset),
+                count(d.test_subset),
+                d.val_split.unwrap_or(0),
+                d.augment
+            ),
+            seed: self.seed,
+        }
+    }
+
     /// Checks fields the plan's own validation does not cover.
     pub fn validate(&self) -> Result<(), TrainError> {
         self.plan.validate()?;
+        self.data.validate()?;
         if self.eval_batch_size == 0 {
             return Err(TrainError::Config(
                 "eval_batch_size = 0 is out of range; allowed: >= 1".into(),
@@ -305,22 +368,30 @@ struct RunState {
     params: Vec<f32>,
     optimizer: Box<dyn Optimizer<f32>>,
     epochs_done: u64,
+    /// Progress into the next epoch (a run resumed mid-epoch, or stopped mid-epoch).
+    partial: Option<PartialEpoch>,
     global_step: u64,
     seconds: f64,
     train_rows: Vec<TrainRow>,
     eval_rows: Vec<EvalRow>,
 }
 
-/// Trains `config` from scratch, writing into `out_dir` (created if needed).
+/// Trains `config` from scratch, writing into `out_dir` (created if needed). A folder that
+/// already holds a run is refused unless [`RunOptions::overwrite`].
 pub fn train(
     config: &TrainConfig,
     out_dir: &Path,
     opts: &RunOptions,
 ) -> Result<Summary, TrainError> {
     config.validate()?;
-    create_dir(out_dir)?;
+    crate::run_folder::prepare_new_run(out_dir, opts.overwrite)?;
     let model = Model::new(config.model, &training_device(), config.seed);
     let params = bridge::flatten_params(&model);
+    let identity = config.identity(params.len());
+    let run_file = out_dir.join(RUN_FILE);
+    let text = serde_json::to_string_pretty(&identity).map_err(|e| output_error(&run_file, e))?;
+    stagewise_core::files::write_atomic(&run_file, text.as_bytes())
+        .map_err(|e| output_error(&run_file, e))?;
     let first = config
         .plan
         .stages
@@ -335,6 +406,7 @@ pub fn train(
         params,
         optimizer,
         epochs_done: 0,
+        partial: None,
         global_step: 0,
         seconds: 0.0,
         train_rows: Vec::new(),
@@ -343,13 +415,19 @@ pub fn train(
     run(config, out_dir, opts, state)
 }
 
+/// The configuration saved in a checkpoint's metadata.
+pub fn saved_config(meta: &CheckpointMeta) -> Result<TrainConfig, TrainError> {
+    serde_json::from_value(meta.config.clone())
+        .map_err(|e| TrainError::Config(format!("checkpoint configuration does not parse: {e}")))
+}
+
 /// Continues the run in `out_dir` from its checkpoint, with the configuration saved there.
 pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> {
     let ckpt = Checkpoint::load(out_dir)?;
-    let config: TrainConfig = serde_json::from_value(ckpt.meta.config.clone())
-        .map_err(|e| TrainError::Config(format!("checkpoint configuration does not parse: {e}")))?;
+    let config = saved_config(&ckpt.meta)?;
     config.validate()?;
     let model = Model::new(config.model, &training_device(), config.seed);
+    check_identity(out_dir, &config, &model, &ckpt)?;
     let model = bridge::write_params(model, &ckpt.params)?;
     let model = bridge::write_buffers(model, &ckpt.buffers)?;
     let first = config.plan.stages[0].hyper_at(0, 1);
@@ -359,15 +437,26 @@ pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> 
     optimizer.load_state(ckpt.optimizer)?;
     // Rows written after the checkpoint (an interrupted epoch's) are dropped.
     let done = Some(ckpt.meta.epochs_done as f64);
-    let mut train_rows: Vec<TrainRow> = read_rows(&out_dir.join(TRAIN_FILE))?;
+    let mut train_rows: Vec<TrainRow> = read_rows_if_any(&out_dir.join(TRAIN_FILE))?;
     train_rows.retain(|r| r.epoch <= done);
-    let mut eval_rows: Vec<EvalRow> = read_rows(&out_dir.join(EVAL_FILE))?;
+    let mut eval_rows: Vec<EvalRow> = read_rows_if_any(&out_dir.join(EVAL_FILE))?;
     eval_rows.retain(|r| r.epoch <= done);
+    check_rows(
+        &out_dir.join(TRAIN_FILE),
+        train_rows.iter().map(|r| r.epoch).collect(),
+        ckpt.meta.epochs_done,
+    )?;
+    check_rows(
+        &out_dir.join(EVAL_FILE),
+        eval_rows.iter().map(|r| r.epoch).collect(),
+        ckpt.meta.epochs_done,
+    )?;
     let state = RunState {
         model,
         params: ckpt.params,
         optimizer,
         epochs_done: ckpt.meta.epochs_done,
+        partial: ckpt.meta.partial,
         global_step: ckpt.meta.global_step,
         seconds: ckpt.meta.seconds,
         train_rows,
@@ -376,8 +465,77 @@ pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<Summary, TrainError> 
     run(&config, out_dir, opts, state)
 }
 
-fn create_dir(dir: &Path) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| output_error(dir, e))
+/// Refuses a checkpoint that does not belong to the run in `out_dir`: its identity must be the
+/// one its own configuration gives, and the one the folder recorded when the run started.
+fn check_identity(
+    out_dir: &Path,
+    config: &TrainConfig,
+    model: &Model,
+    ckpt: &Checkpoint,
+) -> Result<(), TrainError> {
+    let path = out_dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    let own = config.identity(bridge::flatten_params(model).len());
+    let differs = own.differences(&ckpt.meta.identity);
+    if !differs.is_empty() {
+        return Err(TrainError::Inconsistent {
+            path,
+            detail: format!(
+                "its configuration and identity disagree ({})",
+                differs.join(", ")
+            ),
+        });
+    }
+    let run_file = out_dir.join(RUN_FILE);
+    let folder: RunIdentity = std::fs::read_to_string(&run_file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| TrainError::Inconsistent {
+            path: run_file.clone(),
+            detail: format!("the run's record cannot be read ({e})"),
+        })?;
+    let differs = ckpt.meta.identity.differences(&folder);
+    if !differs.is_empty() {
+        return Err(TrainError::Inconsistent {
+            path,
+            detail: format!(
+                "the checkpoint belongs to another run than {RUN_FILE} records (checkpoint vs \
+                 folder: {})",
+                differs.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The rows in `path`; none when there is no such file (a run stopped in its first epoch),
+/// which [`check_rows`] refuses past the first epoch.
+fn read_rows_if_any<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, TrainError> {
+    if path.exists() {
+        Ok(read_rows(path)?)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Refuses metrics that lack rows the checkpoint has passed: `epochs` (those of the rows up to
+/// the checkpoint) must be 1, 2, …, `done`.
+fn check_rows(path: &Path, epochs: Vec<Option<f64>>, done: u64) -> Result<(), TrainError> {
+    let want: Vec<Option<f64>> = (1..=done).map(|e| Some(e as f64)).collect();
+    if epochs != want {
+        return Err(TrainError::Inconsistent {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{} rows for the {done} epochs of the checkpoint (epochs {:?}): rows are \
+                 missing, and resuming would lose them",
+                epochs.len(),
+                epochs
+                    .iter()
+                    .map(|e| e.unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn output_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -433,8 +591,16 @@ fn run_epochs(
     let mut batch = Batch::default();
     let started = Instant::now();
     let seconds_before = state.seconds;
+    let mut stopped_at = None;
 
-    for epoch in state.epochs_done..last_epoch {
+    let first_epoch = state.epochs_done;
+    'epochs: for epoch in first_epoch..last_epoch {
+        // Between epochs the last one's checkpoint is written: stopping there loses nothing.
+        // A run told to stop before its first epoch takes one step, so that it has a
+        // checkpoint to resume.
+        if epoch > first_epoch && opts.should_stop(state.global_step) {
+            break;
+        }
         let stage = layout.stage_at_epoch(epoch).expect("epoch inside the plan");
         let span = layout.spans()[stage];
         let steps = layout.steps_in_epoch(epoch).expect("epoch inside the plan");
@@ -444,7 +610,20 @@ fn run_epochs(
             .with_normalization(config.data.normalization());
         let mut batches = EpochBatches::new(&splits.train, batch_config, config.seed, epoch)?;
         let bar = progress_bar(opts.progress, steps, epoch + 1, total_epochs);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        // A run resumed mid-epoch goes on where it stopped, with the epoch's sums so far.
+        let partial = state.partial.take().unwrap_or(PartialEpoch {
+            steps: 0,
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+        });
+        batches.skip_batches(partial.steps as usize);
+        bar.set_position(partial.steps);
+        let (mut loss_sum, mut correct, mut seen) = (
+            partial.loss_sum,
+            partial.correct as usize,
+            partial.seen as usize,
+        );
         let mut hyper = Hyper {
             qhm: QhmParams {
                 lr: 0.0,
@@ -453,7 +632,7 @@ fn run_epochs(
             },
             batch_size: span.batch_size,
         };
-        for k in 0..steps {
+        for k in partial.steps..steps {
             if !batches.next_into(&mut batch) {
                 break;
             }
@@ -500,9 +679,27 @@ fn run_epochs(
                     correct as f64 / seen as f64
                 ));
             }
+            if k + 1 < steps && opts.should_stop(state.global_step) {
+                bar.finish_and_clear();
+                images_seen += seen - partial.seen as usize;
+                state.partial = Some(PartialEpoch {
+                    steps: k + 1,
+                    loss_sum,
+                    correct: correct as u64,
+                    seen: seen as u64,
+                });
+                state.seconds = seconds_before + started.elapsed().as_secs_f64();
+                save_checkpoint(config, out_dir, &state)?;
+                stopped_at = Some(StopPoint {
+                    epoch: epoch + 1,
+                    step: k + 1,
+                    steps,
+                });
+                break 'epochs;
+            }
         }
         bar.finish_and_clear();
-        images_seen += seen;
+        images_seen += seen - partial.seen as usize;
         let at_x = evaluation_model(&state, &splits.train, config, epoch)?;
         let evaluated = at_x.as_ref().unwrap_or(&state.model);
         let (test_loss, test_acc) = evaluate(
@@ -566,7 +763,11 @@ fn run_epochs(
             hook(state.epochs_done, total_epochs);
         }
     }
-    let summary = summarize(config, &state, images_seen, started, total_epochs);
+    let mut summary = summarize(config, &state, images_seen, started, total_epochs);
+    if stopped_at.is_some() {
+        summary.completed = false;
+        summary.details.stopped_at = stopped_at;
+    }
     summary.save(out_dir)?;
     Ok(summary)
 }
@@ -582,11 +783,13 @@ fn save_checkpoint(
         buffers: bridge::flatten_buffers(&state.model),
         meta: CheckpointMeta {
             epochs_done: state.epochs_done,
+            partial: state.partial,
             global_step: state.global_step,
             seconds: state.seconds,
             optimizer_step: optimizer.step,
             optimizer_scalars: optimizer.scalars.clone(),
             config: serde_json::to_value(config).map_err(|e| TrainError::Config(e.to_string()))?,
+            identity: config.identity(state.params.len()),
         },
         optimizer,
     };
@@ -605,6 +808,7 @@ fn summarize(
     let details = TrainDetails {
         images_per_second: images_seen as f64 / elapsed.max(1e-9),
         config: config.clone(),
+        stopped_at: None,
     };
     Summary {
         updates: state.global_step,
@@ -641,6 +845,100 @@ mod tests {
         }
     }
 
+    fn tiny(augment: bool) -> TrainConfig {
+        TrainConfig {
+            model: ModelKind::Mlp,
+            optimizer: OptimizerKind::default(),
+            plan: Plan::new(vec![
+                Stage::for_epochs(1, 0.5, 0.9, 0.7, 50),
+                Stage::for_epochs(1, 0.25, 0.95, 0.7, 25),
+            ]),
+            data: DataConfig {
+                dataset: DatasetKind::Synthetic,
+                train_subset: Some(500),
+                test_subset: Some(100),
+                augment,
+                ..DataConfig::default()
+            },
+            seed: 2,
+            eval_batch_size: 100,
+        }
+    }
+
+    #[test]
+    fn a_run_stopped_mid_epoch_resumes_bit_exactly() {
+        // Epoch 1: 10 steps of 50; epoch 2: 20 steps of 25. Stopped at 4 (epoch 1) and 17
+        // (epoch 2, step 7), each resumed.
+        let config = tiny(true);
+        let whole = tempfile::tempdir().unwrap();
+        train(&config, whole.path(), &RunOptions::default()).unwrap();
+        let split = tempfile::tempdir().unwrap();
+        let stop_at = |n| RunOptions {
+            stop_after_steps: Some(n),
+            ..RunOptions::default()
+        };
+        let first = train(&config, split.path(), &stop_at(4)).unwrap();
+        let at = first.details.stopped_at.unwrap();
+        assert_eq!((at.epoch, at.step, at.steps), (1, 4, 10));
+        assert!(!first.completed);
+        assert!(read_rows::<TrainRow>(&split.path().join(TRAIN_FILE)).is_err());
+        let ckpt = Checkpoint::load(split.path()).unwrap();
+        assert_eq!((ckpt.meta.epochs_done, ckpt.meta.global_step), (0, 4));
+        assert_eq!(ckpt.meta.partial.unwrap().steps, 4);
+        let second = resume(split.path(), &stop_at(17)).unwrap();
+        assert_eq!(
+            second.details.stopped_at.unwrap().to_string(),
+            "epoch 2, step 7 of 20"
+        );
+        let done = resume(split.path(), &RunOptions::default()).unwrap();
+        assert!(done.completed && done.details.stopped_at.is_none());
+
+        let (a, b) = (
+            Checkpoint::load(whole.path()).unwrap(),
+            Checkpoint::load(split.path()).unwrap(),
+        );
+        assert_eq!(b.meta.global_step, 30);
+        assert!(a.params == b.params, "parameters differ");
+        assert_eq!(a.optimizer, b.optimizer);
+        assert_eq!(b.meta.partial, None);
+        let rows = |dir: &Path| {
+            read_rows::<TrainRow>(&dir.join(TRAIN_FILE))
+                .unwrap()
+                .into_iter()
+                .map(|r| TrainRow {
+                    elapsed_s: 0.0,
+                    ..r
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(whole.path()), rows(split.path()));
+        let evals = |dir: &Path| {
+            read_rows::<EvalRow>(&dir.join(EVAL_FILE))
+                .unwrap()
+                .into_iter()
+                .map(|r| EvalRow {
+                    elapsed_s: 0.0,
+                    ..r
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(evals(whole.path()), evals(split.path()));
+    }
+
+    #[test]
+    fn a_stop_flag_set_before_the_run_stops_it_after_one_step() {
+        let stop = Arc::new(AtomicBool::new(true));
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            stop: Some(stop),
+            ..RunOptions::default()
+        };
+        let s = train(&tiny(false), dir.path(), &opts).unwrap();
+        assert_eq!(s.updates, 1);
+        assert_eq!(s.details.stopped_at.unwrap().step, 1);
+        assert!(s.final_accuracy().is_none(), "nothing was measured");
+    }
+
     #[test]
     fn a_schedule_free_resnet_is_evaluated_at_x_with_batch_norm_statistics_of_x() {
         let config = TrainConfig {
@@ -674,6 +972,7 @@ mod tests {
             params: ckpt.params.clone(),
             optimizer,
             epochs_done: 1,
+            partial: None,
             global_step: 50,
             seconds: 0.0,
             train_rows: Vec::new(),

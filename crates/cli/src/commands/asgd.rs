@@ -14,6 +14,7 @@ use stagewise_ps::worker::WorkerReport;
 use stagewise_train::asgd_job::AsgdJob;
 use stagewise_train::model::ModelKind;
 use stagewise_train::threads::{init_global_pool, KernelSplit, THREADS_HELP};
+use stagewise_train::TrainError;
 use std::path::PathBuf;
 
 use super::advice::Audience;
@@ -39,6 +40,11 @@ pub struct AsgdArgs {
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
+
+    /// Replace the run already in the output folder (otherwise refused).
+    #[arg(long)]
+    #[serde(skip)]
+    overwrite: bool,
 
     /// Stop every worker after this many seconds.
     #[arg(long)]
@@ -158,6 +164,16 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     if workers == 0 || workers > MAX_WORKERS {
         bail!("--workers {workers} is out of range; allowed: 1 ..= {MAX_WORKERS}");
     }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/asgd"));
+    match stagewise_train::run_folder::prepare_new_run(&out, args.overwrite) {
+        Err(TrainError::RunExists(e)) => {
+            bail!("{e}; an asgd run cannot be resumed: give --overwrite to replace it")
+        }
+        other => other?,
+    }
     if let Some(s) = args.max_seconds {
         if !(s.is_finite() && s > 0.0) {
             bail!("--max-seconds {s} is out of range; allowed: a finite number > 0");
@@ -192,10 +208,6 @@ pub fn run(args: AsgdArgs) -> anyhow::Result<()> {
     let server = args
         .server
         .server_config(args.model.model_id(None), &plan, n_train, workers)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs/asgd"));
     if !args.quiet {
         if kind == ModelKind::ResNet {
             eprintln!(

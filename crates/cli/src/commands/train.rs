@@ -1,13 +1,17 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
 use super::options::{merge_with_file, optimizer_help, with_default, DataArgs, PlanArgs};
+use anyhow::bail;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use stagewise_core::optim::OptimizerKind;
+use stagewise_train::checkpoint::{Checkpoint, CheckpointMeta};
 use stagewise_train::model::ModelKind;
 use stagewise_train::threads::{init_global_pool, THREADS_HELP};
-use stagewise_train::{RunOptions, TrainConfig};
+use stagewise_train::{RunOptions, TrainConfig, TrainError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 /// Where a run writes unless `--out` says otherwise.
 const DEFAULT_OUT: &str = "runs/train";
@@ -31,6 +35,11 @@ pub struct TrainArgs {
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
+
+    /// Replace the run already in the output folder (otherwise refused; see --resume).
+    #[arg(long, conflicts_with = "resume")]
+    #[serde(skip)]
+    overwrite: bool,
 
     #[arg(long, help = with_default("Model: mlp, cnn or resnet", TrainConfig::default().model))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +85,7 @@ impl TrainArgs {
         let mut merged = merge_with_file(&self, self.config.as_deref(), &[])?;
         merged.config = self.config;
         merged.resume = self.resume;
+        merged.overwrite = self.overwrite;
         Ok(merged)
     }
 
@@ -96,16 +106,137 @@ impl TrainArgs {
     }
 }
 
+impl TrainArgs {
+    /// Refuses options that would change the run being resumed (saved as `saved`): a resumed
+    /// run keeps its configuration, so an option is accepted only when it says the same.
+    fn check_resume_options(&self, saved: &TrainConfig) -> anyhow::Result<()> {
+        fn differs<T: PartialEq + std::fmt::Debug>(
+            flag: &str,
+            given: Option<T>,
+            saved: T,
+        ) -> anyhow::Result<()> {
+            match given {
+                Some(g) if g != saved => bail!(
+                    "{flag} {g:?} conflicts with the run being resumed, which has {saved:?}: \
+                     a resumed run keeps its saved configuration (leave {flag} out, or start a \
+                     new run with --out)"
+                ),
+                _ => Ok(()),
+            }
+        }
+        let d = &self.data;
+        differs("--model", self.model, saved.model)?;
+        differs("--optimizer", self.optimizer, saved.optimizer)?;
+        differs("--eval-batch", self.eval_batch, saved.eval_batch_size)?;
+        differs("--seed", d.seed, saved.seed)?;
+        differs("--dataset", d.dataset, saved.data.dataset)?;
+        differs(
+            "--data-dir",
+            d.data_dir.clone(),
+            saved.data.data_dir.clone().unwrap_or_default(),
+        )?;
+        differs(
+            "--train-subset",
+            d.train_subset.map(Some),
+            saved.data.train_subset,
+        )?;
+        differs(
+            "--test-subset",
+            d.test_subset.map(Some),
+            saved.data.test_subset,
+        )?;
+        differs("--val-split", d.val_split.map(Some), saved.data.val_split)?;
+        differs("--augment", d.augment.then_some(true), saved.data.augment)?;
+        differs(
+            "--no-download",
+            d.no_download.then_some(false),
+            saved.data.download,
+        )?;
+        if self.plan.plan.is_some() && self.plan.build()? != saved.plan {
+            bail!(
+                "--plan: the plan file differs from the plan of the run being resumed: a \
+                 resumed run keeps its saved plan"
+            );
+        }
+        if let Some(flag) = self.plan.recipe.given().first() {
+            bail!(
+                "{flag} cannot be given with --resume: the run keeps the plan saved in its \
+                 checkpoint (to train longer or differently, start a new run with --out)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Set on the first SIGINT (Ctrl-C) or SIGTERM: the signal's number.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Makes the first SIGINT or SIGTERM set `stop` (the run stops after the step in progress and
+/// writes a checkpoint); a second one ends the process at once. Installed before the run starts.
+fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    #[cfg(unix)]
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                loop {
+                    #[cfg(unix)]
+                    let number = tokio::select! {
+                        _ = int.recv() => 2,
+                        _ = term.recv() => 15,
+                    };
+                    #[cfg(not(unix))]
+                    let number = {
+                        let _ = tokio::signal::ctrl_c().await;
+                        2
+                    };
+                    if stop.swap(true, Ordering::SeqCst) {
+                        eprintln!("\nsecond signal: quitting without a checkpoint");
+                        std::process::exit(128 + number);
+                    }
+                    SIGNAL.store(number, Ordering::SeqCst);
+                    eprintln!(
+                        "\nsignal received: stopping after the current step and writing a \
+                         checkpoint (again to quit at once)"
+                    );
+                }
+            })
+        })?;
+    Ok(())
+}
+
 /// Runs `stagewise train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let args = args.merged()?;
     init_global_pool(args.threads)?;
+    let stop = Arc::new(AtomicBool::new(false));
     let opts = RunOptions {
         progress: !args.quiet,
         stop_after_epochs: args.stop_after_epochs,
+        stop_after_steps: None,
+        stop: Some(stop.clone()),
         on_epoch: None,
+        overwrite: args.overwrite,
     };
     let (summary, out) = if let Some(dir) = &args.resume {
+        let ckpt = Checkpoint::load(dir)?;
+        args.check_resume_options(&stagewise_train::trainer::saved_config(&ckpt.meta)?)?;
+        if !args.quiet {
+            eprintln!("resuming {} at {}", dir.display(), resume_point(&ckpt.meta));
+        }
+        drop(ckpt);
+        stop_on_signal(stop)?;
         (stagewise_train::resume(dir, &opts)?, dir.clone())
     } else {
         let config = args.train_config()?;
@@ -123,22 +254,61 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 config.plan
             );
         }
-        (stagewise_train::train(&config, &out, &opts)?, out)
+        stop_on_signal(stop)?;
+        match stagewise_train::train(&config, &out, &opts) {
+            Err(TrainError::RunExists(e)) => bail!(
+                "{e}; give --resume {} to continue it, or --overwrite to replace it",
+                e.dir.display()
+            ),
+            other => (other?, out),
+        }
     };
     let (best_acc, best_epoch) = summary.best_eval.as_ref().map_or((0.0, 0.0), |e| {
         (e.accuracy.unwrap_or(0.0), e.epoch.unwrap_or(0.0))
     });
+    let final_acc = summary
+        .final_accuracy()
+        .map_or("not measured yet".to_string(), |a| format!("{a:.4}"));
     println!(
-        "{}: final test accuracy {:.4}, best {best_acc:.4} (epoch {best_epoch}), {} epochs, {} steps, {:.0} s, {:.0} images/s{}",
+        "{}: final test accuracy {final_acc}, best {best_acc:.4} (epoch {best_epoch}), {} epochs, {} steps, {:.0} s, {:.0} images/s{}",
         out.display(),
-        summary.final_accuracy().unwrap_or(0.0),
         summary.epochs.unwrap_or(0.0),
         summary.updates,
         summary.wall_seconds,
         summary.details.images_per_second,
         if summary.completed { "" } else { " (stopped early; --resume to continue)" }
     );
+    let signal = SIGNAL.load(Ordering::SeqCst);
+    if signal != 0 {
+        let at = summary.details.stopped_at.map_or(
+            format!("the end of epoch {}", summary.epochs.unwrap_or(0.0)),
+            |p| p.to_string(),
+        );
+        println!(
+            "interrupted at {at}: checkpoint and summary written; continue with \
+             `stagewise train --resume {}`",
+            out.display()
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(128 + signal);
+    }
     Ok(())
+}
+
+/// Where a checkpoint resumes, in words.
+fn resume_point(meta: &CheckpointMeta) -> String {
+    let epoch = meta.epochs_done + 1;
+    match meta.partial {
+        Some(p) => format!(
+            "epoch {epoch}, after its step {} ({} steps done in all)",
+            p.steps, meta.global_step
+        ),
+        None => format!(
+            "the start of epoch {epoch} ({} steps done in all)",
+            meta.global_step
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -238,6 +238,10 @@ pub fn delayed_variance_exact(lr: f64, h: f64, noise_var: f64, tau: u32) -> Resu
     ))
 }
 
+/// Most asynchronous workers M that the library plans for and the commands accept (a thread or
+/// a process each): the staleness calculations grow quadratically with M.
+pub const MAX_WORKERS: usize = 4096;
+
 /// Implicit momentum 1 − 1/M of asynchrony with geometric staleness  [D, docs/theory.md §4.1;
 /// checked by simulation]: with P(τ = l) = (1/M)(1 − 1/M)^l and a quadratic loss,
 ///

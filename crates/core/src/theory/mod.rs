@@ -54,7 +54,7 @@ pub use asgd::{
     delayed_variance_first_order, delayed_variance_sde, delayed_variance_second_order,
     explicit_momentum_for_target, implicit_momentum, max_stable_lr_delayed, recommend_lr,
     staleness_stability_limit, staleness_stability_limit_approx, AsgdLrOptions, AsgdUpdate,
-    LrRecommendation, MomentumMatch, Staleness,
+    LrRecommendation, MomentumMatch, Staleness, MAX_WORKERS,
 };
 pub use bound::{
     final_variance, gaussian_kl, pac_bayes_gap, plan_bound, plan_bound_pieces, risk_inflation,

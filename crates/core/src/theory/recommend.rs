@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use super::advice::{Hint, Note, Topic};
 use super::asgd::{
     compose_momentum, explicit_momentum_for_target, implicit_momentum, recommend_lr, AsgdLrOptions,
-    AsgdUpdate, LrRecommendation, MomentumMatch,
+    AsgdUpdate, LrRecommendation, MomentumMatch, MAX_WORKERS,
 };
 use super::explain::AdviceError;
 use super::qhm::QhmParams;
@@ -533,6 +533,13 @@ fn asgd_advice(
     reasons: &mut Vec<Note>,
     warnings: &mut Vec<Note>,
 ) -> Result<AsgdAdvice, AdviceError> {
+    if m == 0 || m as usize > MAX_WORKERS {
+        return Err(AdviceError::invalid(
+            "workers",
+            m,
+            &format!("1 ..= {MAX_WORKERS}"),
+        ));
+    }
     let q = implicit_momentum(m)?;
     if !(opts.cap_fraction > 0.0 && opts.cap_fraction <= 1.0) {
         return Err(AdviceError::invalid(
@@ -819,4 +826,30 @@ fn batch_for_cap(
         }),
     );
     (lr, batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_above_the_shared_cap_are_refused_at_once() {
+        let mut o = RecommendOptions::new(Setting::PytorchSgd {
+            lr: 0.1,
+            momentum: 0.9,
+        });
+        o.h_max = Some(1.0);
+        o.workers = Some(MAX_WORKERS as u32);
+        let started = std::time::Instant::now();
+        // 4096 workers get through the worker check (their lowered batch may fail later).
+        if let Err(e) = recommend(&o) {
+            assert!(!e.to_string().contains("1 ..= 4096"), "{e}");
+        }
+        for m in [0, MAX_WORKERS as u32 + 1, 1_000_000_000] {
+            o.workers = Some(m);
+            let e = recommend(&o).unwrap_err().to_string();
+            assert!(e.contains("workers") && e.contains("1 ..= 4096"), "{e}");
+        }
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    }
 }

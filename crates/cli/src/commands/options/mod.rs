@@ -172,6 +172,18 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
+    /// The options given (on the command line or in a config file), as flags: `--epochs`, ….
+    pub fn given(&self) -> Vec<String> {
+        let set = serde_json::to_value(self).unwrap_or_default();
+        set.as_object()
+            .map(|o| {
+                o.keys()
+                    .map(|k| format!("--{}", k.replace('_', "-")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The recipe and its parameters, unset ones at the preset's values.
     pub fn recipe_params(&self) -> (Recipe, RecipeParams) {
         let d = preset();
@@ -223,6 +235,17 @@ impl PlanArgs {
             let (recipe, params) = self.recipe.recipe_params();
             return Ok(params.build(recipe)?);
         };
+        if let Some(flag) = self
+            .recipe
+            .given()
+            .into_iter()
+            .find(|f| f != "--weight-decay")
+        {
+            bail!(
+                "{flag} cannot be combined with --plan: the plan file sets the whole plan \
+                 (edit the file, or leave --plan out to build the plan from the recipe options)"
+            );
+        }
         let mut plan = Plan::load(path).with_context(|| format!("reading {}", path.display()))?;
         if let Some(wd) = self.recipe.weight_decay {
             if !(wd.is_finite() && wd >= 0.0) {

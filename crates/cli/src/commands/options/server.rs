@@ -15,8 +15,7 @@ use stagewise_train::{DataConfig, TrainConfig};
 
 use super::{optimizer_help, with_default, DataArgs, PlanArgs};
 
-/// Most workers one command accepts (a thread or a process each).
-pub const MAX_WORKERS: usize = 4096;
+pub use stagewise_core::theory::MAX_WORKERS;
 
 /// The model, its plan and its data: the same for the server and every worker of a run.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
