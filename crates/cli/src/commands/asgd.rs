@@ -142,7 +142,7 @@ pub fn print_summary(label: &str, summary: &Summary) {
 pub fn worker_line(r: &WorkerReport) -> String {
     let loss = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     format!(
-        "worker {}: {} pushes ({} applied, {} buffered, {} refused stale), mean staleness {:.2}, batch loss {} -> {}, {:.1} s, stopped: {}{}",
+        "worker {}: {} pushes ({} applied, {} buffered, {} refused stale), mean staleness {:.2}, batch loss {} -> {}, {:.1} s, {} reconnects, stopped: {}{}",
         r.worker_id,
         r.pushes,
         r.applied,
@@ -152,6 +152,7 @@ pub fn worker_line(r: &WorkerReport) -> String {
         loss(r.first_loss),
         loss(r.last_loss),
         r.elapsed_s,
+        r.reconnects,
         r.stopped,
         r.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
     )
