@@ -60,9 +60,11 @@ pub fn default_device() -> Device {
 }
 
 pub mod checkpoint;
+pub mod export;
+pub mod inference;
 pub mod data;
 pub mod metrics;
 pub mod trainer;
 
 pub use data::{DataConfig, DatasetKind};
-pub use trainer::{evaluate, resume, train, EpochHook, RunOptions, TrainConfig, TrainError};
+pub use trainer::{evaluate, resume, train, train_from, EpochHook, RunOptions, TrainConfig, TrainError};

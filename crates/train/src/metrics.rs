@@ -13,6 +13,9 @@ pub struct TrainDetails {
     pub images_per_second: f64,
     /// The configuration used, plan included.
     pub config: TrainConfig,
+    /// Which model `best.safetensors` holds (absent in records written before it existed).
+    #[serde(default)]
+    pub best_model: Option<crate::export::BestModel>,
 }
 
 /// The summary of a training run.

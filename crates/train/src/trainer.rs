@@ -177,7 +177,7 @@ pub(crate) fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tenso
 }
 
 /// Sum of cross-entropy losses and number of correct predictions for logits `[n, 10]`.
-fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
+pub(crate) fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
     let mut loss = 0.0;
     let mut correct = 0;
     for (row, &label) in logits.chunks_exact(NUM_CLASSES).zip(labels) {
@@ -317,9 +317,26 @@ pub fn train(
     out_dir: &Path,
     opts: &RunOptions,
 ) -> Result<Summary, TrainError> {
+    train_from(config, None, out_dir, opts)
+}
+
+/// Like [`train`], starting from the parameters (and BatchNorm statistics) of `init` instead of
+/// the seed's initialization when given (`--init-from`, [`crate::export::load_model_params`]).
+///
+/// # Errors
+/// [`TrainError::Config`] when `init` holds another kind of model than `config.model`.
+pub fn train_from(
+    config: &TrainConfig,
+    init: Option<&crate::export::ModelParams>,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Summary, TrainError> {
     config.validate()?;
+    let model = match init {
+        Some(init) => crate::export::init_model(init, config.model)?,
+        None => Model::new(config.model, &training_device(), config.seed),
+    };
     create_dir(out_dir)?;
-    let model = Model::new(config.model, &training_device(), config.seed);
     let params = bridge::flatten_params(&model);
     let first = config
         .plan
@@ -561,6 +578,9 @@ fn run_epochs(
         });
         write_rows(&out_dir.join(TRAIN_FILE), &state.train_rows)?;
         write_rows(&out_dir.join(EVAL_FILE), &state.eval_rows)?;
+        let meta = crate::export::ModelMeta::of_run("train", out_dir, config);
+        crate::export::save_after_eval(out_dir, evaluated, &state.eval_rows, meta)
+            .map_err(|e| output_error(out_dir, e))?;
         save_checkpoint(config, out_dir, &state)?;
         if let Some(hook) = &opts.on_epoch {
             hook(state.epochs_done, total_epochs);
@@ -605,6 +625,7 @@ fn summarize(
     let details = TrainDetails {
         images_per_second: images_seen as f64 / elapsed.max(1e-9),
         config: config.clone(),
+        best_model: crate::export::best_model(&state.eval_rows).map(|(best, _)| best),
     };
     Summary {
         updates: state.global_step,
