@@ -26,6 +26,12 @@ pub struct TrainArgs {
     #[serde(skip)]
     resume: Option<PathBuf>,
 
+    /// Start from the model in FILE (model.safetensors, one written by PyTorch included, a
+    /// training checkpoint or a run folder) instead of the seed's initialization.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_from: Option<PathBuf>,
+
     #[arg(long, value_name = "DIR", help = with_default(
         "Output folder for train.csv, eval.csv, summary.json and checkpoints", DEFAULT_OUT,
     ))]
@@ -123,7 +129,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 config.plan
             );
         }
-        (stagewise_train::train(&config, &out, &opts)?, out)
+        let init = args
+            .init_from
+            .as_deref()
+            .map(stagewise_train::export::load_model_params)
+            .transpose()?;
+        (
+            stagewise_train::train_from(&config, init.as_ref(), &out, &opts)?,
+            out,
+        )
     };
     let (best_acc, best_epoch) = summary.best_eval.as_ref().map_or((0.0, 0.0), |e| {
         (e.accuracy.unwrap_or(0.0), e.epoch.unwrap_or(0.0))
