@@ -127,8 +127,9 @@ fn every_kind_round_trips_exactly_with_pytorch_names_and_shapes() {
                     .tensor("blocks.3.shortcut.bn.num_batches_tracked")
                     .unwrap();
                 assert_eq!((counter.dtype(), counter.shape()), (Dtype::I64, &[][..]));
-                // 20 convolutions + 21 BatchNorms × 5 + fc weight and bias.
-                assert_eq!(tensors.len(), 20 + 21 * 5 + 2);
+                // 21 convolutions (stem, 9 blocks × 2, 2 shortcuts) + 21 BatchNorms × 5
+                // + fc weight and bias.
+                assert_eq!(tensors.len(), 21 + 21 * 5 + 2);
             }
         }
         assert_eq!(tensor_names(kind).len(), tensors.len());
@@ -156,10 +157,20 @@ fn linear_weights_are_stored_out_by_in_as_pytorch_does() {
 
 /// The export of a seed-3 cnn with `edit` applied to its tensors (name → (dtype, shape, bytes)).
 fn edited_cnn(edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> Vec<u8> {
+    edited_cnn_with(true, edit)
+}
+
+/// [`edited_cnn`], keeping the file's metadata (which names the model) or dropping it.
+fn edited_cnn_with(
+    keep_metadata: bool,
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+) -> Vec<u8> {
     let model = Model::new(ModelKind::Cnn, &stagewise_train::inference_device(), 3);
     let bytes = ModelParams::from_model(&model, ModelMeta::default())
         .to_safetensors()
         .unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().filter(|_| keep_metadata);
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let mut owned: Vec<_> = tensors
         .tensors()
@@ -171,7 +182,8 @@ fn edited_cnn(edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>))
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    safetensors::serialize(views, None).unwrap()
+    // The file's metadata is kept: it names the model, so loading checks the names against it.
+    safetensors::serialize(views, metadata).unwrap()
 }
 
 #[test]
@@ -220,8 +232,10 @@ fn strict_loading_names_what_does_not_fit() {
         "{e}"
     );
 
-    // Names of no model at all.
-    let e = err(edited_cnn(|t| t.retain(|(n, ..)| n.starts_with("conv"))));
+    // Names of no model at all, and no metadata naming one.
+    let e = err(edited_cnn_with(false, |t| {
+        t.retain(|(n, ..)| n.starts_with("conv"))
+    }));
     assert!(e.to_string().contains("fit none of the models"), "{e}");
 
     // Damaged bytes are an error, never a panic.
