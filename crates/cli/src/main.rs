@@ -42,6 +42,10 @@ enum Command {
     Compare(commands::compare::CompareArgs),
     /// Plots and a short table for finished runs (train, asgd, ps serve).
     Report(commands::report::ReportArgs),
+    /// Accuracy, loss and confusion matrix of a trained model (a run folder or model file).
+    Eval(commands::eval::EvalArgs),
+    /// Classes and probabilities of images (IDX or PNG) under a trained model, as CSV.
+    Predict(commands::predict::PredictArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc.h, v2 and v3; the
@@ -69,6 +73,8 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => commands::ps::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Predict(args) => commands::predict::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

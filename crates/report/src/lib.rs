@@ -12,6 +12,7 @@
 //! - [`runs_report`]: the report on finished runs (`stagewise report`): charts and a summary table.
 
 pub mod comparison;
+pub mod confusion;
 pub mod plots;
 pub mod render;
 pub mod runs;

@@ -38,7 +38,7 @@ pub const HEIGHT: u32 = 600;
 /// DejaVu Sans 2.37, unmodified (licence in `assets/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 /// The family plotters asks for; the embedded font is registered under it.
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// One point of a curve: the mean at `x` and the band around it (`lo == hi == mean` for a
 /// single run).
@@ -384,7 +384,7 @@ fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
 }
 
 /// The embedded font, registered with plotters once.
-fn ensure_font(path: &Path) -> Result<(), PlotError> {
+pub(crate) fn ensure_font(path: &Path) -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
@@ -398,7 +398,7 @@ fn ensure_font(path: &Path) -> Result<(), PlotError> {
     }
 }
 
-fn draw_error<E: std::error::Error + Send + Sync>(
+pub(crate) fn draw_error<E: std::error::Error + Send + Sync>(
     path: &Path,
     e: DrawingAreaErrorKind<E>,
 ) -> PlotError {
@@ -444,7 +444,7 @@ fn write_both(chart: &Chart<'_>, stem: &Path) -> Result<Figure, PlotError> {
     })
 }
 
-fn encode_png(pixels: &[u8], path: &Path) -> Result<Vec<u8>, PlotError> {
+pub(crate) fn encode_png(pixels: &[u8], path: &Path) -> Result<Vec<u8>, PlotError> {
     let encode_error = |source| PlotError::Encode {
         path: path.to_path_buf(),
         source,

@@ -441,6 +441,16 @@ pub struct ModelEvaluator {
     evaluations: u64,
     data: DataConfig,
     batch_size: usize,
+    export: Option<EvalExport>,
+}
+
+/// Where an evaluator writes the evaluated model ([`ModelEvaluator::with_export`]).
+#[derive(Debug, Clone)]
+struct EvalExport {
+    dir: std::path::PathBuf,
+    meta: crate::export::ModelMeta,
+    /// The best score so far: validation accuracy when there is a validation split, else test.
+    best: Option<f64>,
 }
 
 /// Where an evaluator recomputes BatchNorm statistics from ([`ModelEvaluator::with_batch_norm_recompute`]).
@@ -491,7 +501,25 @@ impl ModelEvaluator {
             evaluations: 0,
             data: data.clone(),
             batch_size,
+            export: None,
         })
+    }
+
+    /// After every evaluation, writes the evaluated model to `dir/model.safetensors`, and to
+    /// `dir/best.safetensors` when it scores better than every earlier evaluation (on the
+    /// validation split when there is one, on the test set otherwise); see
+    /// [`crate::export::save_model_files`]. `None` writes nothing.
+    pub fn with_export(mut self, dir: Option<std::path::PathBuf>, run_kind: &str) -> Self {
+        self.export = dir.map(|dir| EvalExport {
+            meta: crate::export::ModelMeta {
+                run_kind: Some(run_kind.into()),
+                run: Some(dir.display().to_string()),
+                ..crate::export::ModelMeta::default()
+            },
+            dir,
+            best: None,
+        });
+        self
     }
 
     /// Before every evaluation, recomputes the model's BatchNorm running statistics (resnet;
@@ -553,8 +581,35 @@ impl Evaluator for ModelEvaluator {
                 .transpose()?;
             Ok((test, val))
         });
+        let ((loss, accuracy), val) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(GradientError(e.to_string()));
+            }
+        };
+        if let Some(export) = &mut self.export {
+            let score = val.map_or(accuracy, |v| v.1);
+            let is_best = export.best.is_none_or(|b| score > b);
+            let params = crate::export::ModelParams::from_model(
+                &model,
+                crate::export::ModelMeta {
+                    test_accuracy: Some(accuracy),
+                    val_accuracy: val.map(|v| v.1),
+                    chosen_on: is_best
+                        .then(|| if val.is_some() { "validation" } else { "test" }.to_string()),
+                    ..export.meta.clone()
+                },
+            );
+            if is_best {
+                export.best = Some(score);
+            }
+            if let Err(e) = crate::export::save_model_files(&export.dir, &params) {
+                self.model = Some(model);
+                return Err(GradientError(format!("writing the model: {e}")));
+            }
+        }
         self.model = Some(model);
-        let ((loss, accuracy), val) = result.map_err(|e| GradientError(e.to_string()))?;
         Ok(EvalStats {
             loss,
             accuracy: Some(accuracy),

@@ -127,6 +127,7 @@ impl AsgdJob<'_> {
             self.seed,
         )?
         .with_validation(self.splits.val.clone())
+        .with_export(Some(out.to_path_buf()), "asgd")
         .with_batch_norm_recompute(
             self.splits.train.clone(),
             self.plan.stages[0].batch_size as usize,

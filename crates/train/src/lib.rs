@@ -61,9 +61,13 @@ pub fn default_device() -> Device {
 
 pub mod checkpoint;
 pub mod data;
+pub mod export;
+pub mod inference;
 pub mod metrics;
 pub mod run_folder;
 pub mod trainer;
 
 pub use data::{DataConfig, DatasetKind};
-pub use trainer::{evaluate, resume, train, EpochHook, RunOptions, TrainConfig, TrainError};
+pub use trainer::{
+    evaluate, resume, train, train_from, EpochHook, RunOptions, TrainConfig, TrainError,
+};

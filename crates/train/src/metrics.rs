@@ -17,6 +17,9 @@ pub struct TrainDetails {
     /// exactly there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<StopPoint>,
+    /// Which model `best.safetensors` holds (absent in records written before it existed).
+    #[serde(default)]
+    pub best_model: Option<crate::export::BestModel>,
 }
 
 /// A position inside an epoch.

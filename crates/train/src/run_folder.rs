@@ -2,12 +2,20 @@
 //! holds one, unless the caller asks to replace it.
 
 use crate::checkpoint::CHECKPOINT_FILE;
+use crate::export::{BEST_FILE, MODEL_FILE};
 use crate::trainer::TrainError;
 use stagewise_core::record::{EVAL_FILE, SUMMARY_FILE, TRAIN_FILE};
 use std::path::{Path, PathBuf};
 
 /// The files whose presence makes a folder a run folder (what `train` and `asgd` write).
-pub const RUN_FILES: [&str; 4] = [SUMMARY_FILE, TRAIN_FILE, EVAL_FILE, CHECKPOINT_FILE];
+pub const RUN_FILES: [&str; 6] = [
+    SUMMARY_FILE,
+    TRAIN_FILE,
+    EVAL_FILE,
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    BEST_FILE,
+];
 
 /// The run folder's record of the run it holds ([`crate::checkpoint::RunIdentity`]), written
 /// when a training run starts; a checkpoint must match it to be resumed.

@@ -240,7 +240,7 @@ pub(crate) fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tenso
 }
 
 /// Sum of cross-entropy losses and number of correct predictions for logits `[n, 10]`.
-fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
+pub(crate) fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
     let mut loss = 0.0;
     let mut correct = 0;
     for (row, &label) in logits.chunks_exact(NUM_CLASSES).zip(labels) {
@@ -383,9 +383,26 @@ pub fn train(
     out_dir: &Path,
     opts: &RunOptions,
 ) -> Result<Summary, TrainError> {
+    train_from(config, None, out_dir, opts)
+}
+
+/// Like [`train`], starting from the parameters (and BatchNorm statistics) of `init` instead of
+/// the seed's initialization when given (`--init-from`, [`crate::export::load_model_params`]).
+///
+/// # Errors
+/// [`TrainError::Config`] when `init` holds another kind of model than `config.model`.
+pub fn train_from(
+    config: &TrainConfig,
+    init: Option<&crate::export::ModelParams>,
+    out_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Summary, TrainError> {
     config.validate()?;
     crate::run_folder::prepare_new_run(out_dir, opts.overwrite)?;
-    let model = Model::new(config.model, &training_device(), config.seed);
+    let model = match init {
+        Some(init) => crate::export::init_model(init, config.model)?,
+        None => Model::new(config.model, &training_device(), config.seed),
+    };
     let params = bridge::flatten_params(&model);
     let identity = config.identity(params.len());
     let run_file = out_dir.join(RUN_FILE);
@@ -758,6 +775,9 @@ fn run_epochs(
         });
         write_rows(&out_dir.join(TRAIN_FILE), &state.train_rows)?;
         write_rows(&out_dir.join(EVAL_FILE), &state.eval_rows)?;
+        let meta = crate::export::ModelMeta::of_run("train", out_dir, config);
+        crate::export::save_after_eval(out_dir, evaluated, &state.eval_rows, meta)
+            .map_err(|e| output_error(out_dir, e))?;
         save_checkpoint(config, out_dir, &state)?;
         if let Some(hook) = &opts.on_epoch {
             hook(state.epochs_done, total_epochs);
@@ -809,6 +829,7 @@ fn summarize(
         images_per_second: images_seen as f64 / elapsed.max(1e-9),
         config: config.clone(),
         stopped_at: None,
+        best_model: crate::export::best_model(&state.eval_rows).map(|(best, _)| best),
     };
     Summary {
         updates: state.global_step,

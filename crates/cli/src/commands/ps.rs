@@ -175,6 +175,12 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
 
+    /// Start from the model in FILE (model.safetensors, a training checkpoint or a run folder)
+    /// instead of the seed's initialization.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_from: Option<PathBuf>,
+
     #[command(flatten)]
     #[serde(flatten)]
     model: ModelArgs,
@@ -457,6 +463,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(Box::new(
             ModelEvaluator::new(kind, splits.test, &data, args.server.eval_batch()?, seed)?
                 .with_validation(splits.val)
+                // model.safetensors and best.safetensors beside the run record.
+                .with_export(args.out.clone(), "ps-serve")
                 .with_batch_norm_recompute(
                     splits.train.clone(),
                     plan.stages[0].batch_size as usize,
@@ -478,7 +486,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "note: no token (--token-file or ${TOKEN_ENV}): any client that can connect may train"
         );
     }
-    let initial = initial_params(kind, seed);
+    let initial = match &args.init_from {
+        Some(path) => stagewise_train::export::init_params(path, kind)?,
+        None => initial_params(kind, seed),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

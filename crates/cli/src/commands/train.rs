@@ -30,6 +30,12 @@ pub struct TrainArgs {
     #[serde(skip)]
     resume: Option<PathBuf>,
 
+    /// Start from the model in FILE (model.safetensors, one written by PyTorch included, a
+    /// training checkpoint or a run folder) instead of the seed's initialization.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_from: Option<PathBuf>,
+
     #[arg(long, value_name = "DIR", help = with_default(
         "Output folder for train.csv, eval.csv, summary.json and checkpoints", DEFAULT_OUT,
     ))]
@@ -254,8 +260,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 config.plan
             );
         }
+        let init = args
+            .init_from
+            .as_deref()
+            .map(stagewise_train::export::load_model_params)
+            .transpose()?;
         stop_on_signal(stop)?;
-        match stagewise_train::train(&config, &out, &opts) {
+        match stagewise_train::train_from(&config, init.as_ref(), &out, &opts) {
             Err(TrainError::RunExists(e)) => bail!(
                 "{e}; give --resume {} to continue it, or --overwrite to replace it",
                 e.dir.display()
