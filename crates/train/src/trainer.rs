@@ -252,17 +252,7 @@ pub(crate) fn loss_and_correct(logits: &[f32], labels: &[i64]) -> (f64, usize) {
                 .sum::<f64>()
                 .ln();
         loss += log_sum - row[label as usize] as f64;
-        let predicted = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &z)| {
-                if z > best.1 {
-                    (i, z)
-                } else {
-                    best
-                }
-            })
-            .0;
+        let predicted = crate::inference::argmax(row);
         correct += usize::from(predicted as i64 == label);
     }
     (loss, correct)
