@@ -1,51 +1,13 @@
 //! End-to-end tests of `stagewise asgd` and `stagewise ps serve|worker`, running the built
 //! binary on synthetic data (offline, small, each well under a minute).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 mod common;
 
+use common::process::{self, text, wait_output, Children, BIN};
 use common::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_stagewise");
-
-/// Child processes killed when the test ends, however it ends.
-#[derive(Default)]
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Waits for `child` to exit within `limit`, killing it otherwise; returns its output.
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                break;
-            }
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        start.elapsed() < limit,
-        "process ran past {limit:?} and was killed; stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Options that make a small, fast, learnable run on synthetic data.
 const SMALL: &[&str] = &[
@@ -72,10 +34,6 @@ const SMALL: &[&str] = &[
     "--seed",
     "3",
 ];
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The accuracy printed in "final test accuracy X".
 fn final_accuracy(stdout: &str) -> f64 {
@@ -284,63 +242,18 @@ fn bad_options_are_errors_not_panics() {
     assert!(stderr.contains("per-worker, shared, single"), "{stderr}");
 }
 
-/// Starts `ps serve` with `args` and the token `token`; returns it and its address.
+/// Starts `ps serve` on a free port with `args` and the token `token`; returns its address.
 fn start_server(children: &mut Children, token: &str, args: &[&str]) -> String {
-    let mut child = Command::new(BIN)
-        .args(["ps", "serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("STAGEWISE_PS_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    children.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server printed no LISTENING line within 30 s");
-    let addr = line
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    // Keep draining the server's stdout so it never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    format!("http://{addr}")
+    process::serve(
+        children,
+        token,
+        &[&["--listen", "127.0.0.1:0"][..], args].concat(),
+    )
 }
 
-fn spawn_worker(url: &str, id: usize, token: &str, extra: &[&str]) -> Child {
-    spawn_worker_with(url, (id, 2), token, &[SMALL, extra].concat())
-}
-
-/// `ps worker` number `id.0` of `id.1` at `url` with `args` (the model, data and plan options).
-fn spawn_worker_with(url: &str, id: (usize, usize), token: &str, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args([
-            "ps",
-            "worker",
-            "--server",
-            url,
-            "--workers",
-            &id.1.to_string(),
-        ])
-        .args([
-            "--worker-id",
-            &id.0.to_string(),
-            "--connect-timeout-ms",
-            "5000",
-        ])
-        .args(args)
-        .env("STAGEWISE_PS_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// `ps worker` number `id` of 2 at `addr` with the small run's options and `extra`.
+fn spawn_worker(addr: &str, id: usize, token: &str, extra: &[&str]) -> Child {
+    process::worker(addr, (id, 2), token, &[SMALL, extra].concat())
 }
 
 #[test]
@@ -350,7 +263,7 @@ fn server_and_two_worker_processes_train_over_loopback() {
     let metrics_arg = metrics.to_string_lossy().into_owned();
     let mut children = Children::default();
     let token = "loopback-secret-1";
-    let url = start_server(
+    let addr = start_server(
         &mut children,
         token,
         &[
@@ -380,7 +293,7 @@ fn server_and_two_worker_processes_train_over_loopback() {
     let workers: Vec<Child> = (0..2)
         .map(|i| {
             let extra = if i == 1 { &bf16[..] } else { &bf16[4..] };
-            spawn_worker(&url, i, token, extra)
+            spawn_worker(&addr, i, token, extra)
         })
         .collect();
     for (i, w) in workers.into_iter().enumerate() {
@@ -488,9 +401,9 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
         &ssp,
         &args,
     ];
-    let url = start_server(&mut children, token, &server_args.concat());
+    let addr = start_server(&mut children, token, &server_args.concat());
     let workers: Vec<Child> = (0..4)
-        .map(|i| spawn_worker_with(&url, (i, 4), token, &args))
+        .map(|i| process::worker(&addr, (i, 4), token, &args))
         .collect();
     for (i, w) in workers.into_iter().enumerate() {
         let out = wait_output(w, Duration::from_secs(120));
@@ -517,8 +430,8 @@ fn ps_serve_and_its_workers_adapt_the_recipe_like_asgd() {
 #[test]
 fn a_worker_with_the_wrong_token_is_refused() {
     let mut children = Children::default();
-    let url = start_server(&mut children, "the-right-token", SMALL);
-    let worker = spawn_worker(&url, 0, "a-wrong-token", &[]);
+    let addr = start_server(&mut children, "the-right-token", SMALL);
+    let worker = spawn_worker(&addr, 0, "a-wrong-token", &[]);
     let out = wait_output(worker, Duration::from_secs(60));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -529,7 +442,7 @@ fn a_worker_with_the_wrong_token_is_refused() {
             "ps",
             "worker",
             "--server",
-            &url,
+            &format!("http://{addr}"),
             "--workers",
             "1",
             "--worker-id",

@@ -1,12 +1,17 @@
 //! The trained model outside the run, through the real binary: `train` writes
 //! `model.safetensors` and `best.safetensors`, `eval` scores them, `predict` classifies IDX and
 //! PNG images, `train --init-from` starts from them; bad files are refused with their name.
+//! A parameter server's run is used the same way: seeded from a training checkpoint, it writes
+//! the same model files, and its own checkpoint is read by `eval` and `train --init-from`.
 
 mod common;
 
-use common::TempDir;
+use common::process::{self, text, wait_output, Children};
+use common::{TempDir, TINY_MLP};
+use stagewise_core::record::{read_rows, EvalRow};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn stagewise(args: &[&str], paths: &[&Path]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagewise"));
@@ -29,17 +34,9 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// A 2-epoch mlp on synthetic data with a validation split, into `out`.
 fn train(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--quiet",
-        "--model",
-        "mlp",
-        "--dataset",
-        "synthetic",
-        "--train-subset",
-        "600",
-        "--test-subset",
-        "200",
+    let mut args = vec!["train", "--quiet"];
+    args.extend_from_slice(TINY_MLP);
+    args.extend_from_slice(&[
         "--val-split",
         "100",
         "--lr",
@@ -50,9 +47,7 @@ fn train(out: &Path, extra: &[&str]) -> Output {
         "2",
         "--stages",
         "1",
-        "--seed",
-        "3",
-    ];
+    ]);
     args.extend_from_slice(extra);
     args.push("--out");
     stagewise(&args, &[out])
@@ -240,4 +235,138 @@ fn write_png(path: &Path, width: u32, height: u32, pixels: &[u8]) {
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().unwrap();
     writer.write_image_data(pixels).unwrap();
+}
+
+/// With [`TINY_MLP`], the data of [`train`]'s runs and a ps run's constant plan: 600 training images beside the
+/// validation split, batch 50, so 12 updates an epoch, at a learning rate too small to move
+/// the model much.
+const PS_PLAN: &[&str] = &[
+    "--val-split",
+    "100",
+    "--recipe",
+    "constant",
+    "--lr",
+    "0.0001",
+    "--momentum",
+    "0",
+    "--batch",
+    "50",
+    "--epochs",
+    "2",
+    "--asgd-rule",
+    "none",
+];
+
+fn eval_json(target: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(&stagewise(&args, &[target]))).unwrap()
+}
+
+#[test]
+fn a_parameter_server_is_seeded_from_a_training_run_and_its_model_files_are_used_alike() {
+    let dir = TempDir::new("model-cli-ps");
+    let run = dir.path().join("run");
+    ok(&train(&run, &[]));
+    let trained = json(&run.join("summary.json"));
+    let trained_acc = trained["final_eval"]["accuracy"].as_f64().unwrap();
+    assert!(trained_acc > 0.5, "the training run learned: {trained}");
+
+    // `ps serve --init-from` the training checkpoint; one worker; 24 updates.
+    let (out, ckpt) = (dir.path().join("ps"), dir.path().join("ckpt"));
+    let mut children = Children::default();
+    let token = "model-files";
+    let addr = process::serve(
+        &mut children,
+        token,
+        &[
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--linger-ms",
+                "300",
+                "--eval-every",
+                "5",
+                "--init-from",
+                run.join("checkpoint.safetensors").to_str().unwrap(),
+                "--checkpoint-dir",
+                ckpt.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            TINY_MLP,
+            PS_PLAN,
+        ]
+        .concat(),
+    );
+    let worker = wait_output(
+        process::worker(&addr, (0, 1), token, &[TINY_MLP, PS_PLAN].concat()),
+        Duration::from_secs(120),
+    );
+    assert!(worker.status.success(), "worker: {}", text(&worker.stderr));
+    let server = wait_output(children.0.pop().unwrap(), Duration::from_secs(60));
+    assert!(server.status.success(), "server: {}", text(&server.stderr));
+
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["details"]["final_version"], 24, "{summary}");
+    // Seeded, not fresh: at update 5 the model scores what the training run ended with
+    // (a fresh mlp scores about 0.1 on these ten classes).
+    let evals: Vec<EvalRow> = read_rows(&out.join("eval.csv")).unwrap();
+    assert_eq!(evals[0].update, 5, "{evals:?}");
+    let seeded_acc = evals[0].accuracy.unwrap();
+    assert!(
+        (seeded_acc - trained_acc).abs() <= 2.0 / 200.0,
+        "seeded {seeded_acc} vs trained {trained_acc}: {evals:?}"
+    );
+
+    // The server's model files, as a training run's.
+    for file in ["model.safetensors", "best.safetensors"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let best = &summary["details"]["best_model"];
+    assert_eq!(best["file"], "best.safetensors", "{summary}");
+    assert_eq!(best["chosen_on"], "validation", "{summary}");
+    assert_eq!(
+        best["update"], summary["best_val_eval"]["update"],
+        "{summary}"
+    );
+    // `eval` of the run folder finds the run's own data in the model file and gives back the
+    // server's final evaluation.
+    let latest = eval_json(&out, &[]);
+    assert_eq!(latest["examples"], 200, "{latest}");
+    let final_eval = &summary["final_eval"];
+    assert_eq!(latest["accuracy"], final_eval["accuracy"], "{latest}");
+    assert!(
+        (latest["loss"].as_f64().unwrap() - final_eval["loss"].as_f64().unwrap()).abs() < 1e-5,
+        "{latest} vs {final_eval}"
+    );
+
+    // The server's checkpoint holds the same final parameters; it records no data, so the
+    // data is named on the command line.
+    let shard = ckpt.join("shard-0-of-1.ckpt");
+    assert!(shard.is_file());
+    let from_ckpt = eval_json(
+        &shard,
+        &[
+            "--dataset",
+            "synthetic",
+            "--test-subset",
+            "200",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(from_ckpt["model"], "mlp");
+    assert_eq!(from_ckpt["accuracy"], latest["accuracy"], "{from_ckpt}");
+    assert_eq!(from_ckpt["confusion"], latest["confusion"], "{from_ckpt}");
+
+    // And it starts a training run (`train --init-from` a server checkpoint).
+    let cont = dir.path().join("continued");
+    ok(&train(&cont, &["--init-from", shard.to_str().unwrap()]));
+    assert!(
+        first_epoch_loss(&cont) < 0.8 * first_epoch_loss(&run),
+        "{} vs {}",
+        first_epoch_loss(&cont),
+        first_epoch_loss(&run)
+    );
 }

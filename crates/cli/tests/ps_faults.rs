@@ -1,13 +1,15 @@
 //! `stagewise ps serve` and `ps worker` as separate processes on 127.0.0.1, under faults: a worker
 //! whose plan differs from the server's, and a server SIGKILLed and resumed from its checkpoint.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stagewise");
+mod common;
+
+use common::process::{self, text, wait_output, Children};
+use common::TempDir;
+
 const TOKEN: &str = "faults-secret";
 
 /// A small run: 800 synthetic examples, batch 32, so 25 updates an epoch.
@@ -30,86 +32,18 @@ const RUN: &[&str] = &[
     "5",
 ];
 
-/// Kills the children on drop, so a failing test leaves no process behind.
-#[derive(Default)]
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Starts `ps serve` with `args`; returns its address once it prints `LISTENING`.
+/// Starts `ps serve` for one worker with `args`; returns its address.
 fn serve(children: &mut Children, args: &[&str]) -> String {
-    let mut child = Command::new(BIN)
-        .args(["ps", "serve", "--workers", "1", "--linger-ms", "300"])
-        .args(args)
-        .env("STAGEWISE_PS_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    children.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server printed no LISTENING line within 60 s");
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    line.strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string()
+    process::serve(
+        children,
+        TOKEN,
+        &[&["--workers", "1", "--linger-ms", "300"][..], args].concat(),
+    )
 }
 
+/// The one worker at `addr` with `args`.
 fn worker(addr: &str, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["ps", "worker", "--server", &format!("http://{addr}")])
-        .args(["--workers", "1", "--worker-id", "0"])
-        .args(["--connect-timeout-ms", "10000"])
-        .args(args)
-        .env("STAGEWISE_PS_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `child` at most `limit`, killing it past that.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    panic!(
-        "still running after {limit:?}; stderr:\n{}",
-        text(&out.stderr)
-    );
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("stagewise-ps-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    process::worker(addr, (0, 1), TOKEN, args)
 }
 
 #[test]
@@ -119,7 +53,7 @@ fn a_worker_with_another_plan_is_refused_naming_the_plan() {
         &mut children,
         &[&["--listen", "127.0.0.1:0", "--epochs", "3"][..], RUN].concat(),
     );
-    let out = finish(
+    let out = wait_output(
         worker(&addr, &[&["--epochs", "5"][..], RUN].concat()),
         Duration::from_secs(60),
     );
@@ -128,18 +62,17 @@ fn a_worker_with_another_plan_is_refused_naming_the_plan() {
     assert!(stderr.contains("plan digest differs"), "{stderr}");
 }
 
-/// True when `dir` holds a finished (not temporary) checkpoint file.
-fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .map_while(Result::ok)
-            .any(|e| !e.file_name().to_string_lossy().contains("tmp"))
-    })
+/// The version of the checkpoint `dir/shard-0-of-1.ckpt`, once one is there.
+fn checkpoint_version(dir: &Path) -> Option<u64> {
+    stagewise_ps::checkpoint::Checkpoint::load(&dir.join("shard-0-of-1.ckpt"))
+        .ok()
+        .map(|c| c.version)
 }
 
 #[test]
 fn a_worker_outlives_a_sigkilled_server_resumed_on_the_same_port() {
-    let dir = temp_dir("restart");
+    let temp = TempDir::new("ps-faults-restart");
+    let dir = temp.path();
     let ckpt = dir.join("ckpt");
     let ckpt_arg = ckpt.to_string_lossy().into_owned();
     let out_arg = dir.join("server").to_string_lossy().into_owned();
@@ -181,8 +114,12 @@ fn a_worker_outlives_a_sigkilled_server_resumed_on_the_same_port() {
         .concat(),
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !has_checkpoint(&ckpt) {
-        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+    // A checkpoint after some of the worker's updates: the worker is connected and training.
+    while checkpoint_version(&ckpt).unwrap_or(0) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past version 0 within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // SIGKILL: no final checkpoint, no goodbye to the worker.
@@ -196,7 +133,7 @@ fn a_worker_outlives_a_sigkilled_server_resumed_on_the_same_port() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert_eq!(resumed, addr);
-    let out = finish(w, Duration::from_secs(180));
+    let out = wait_output(w, Duration::from_secs(180));
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "worker: {stderr}");
     let stdout = text(&out.stdout);
@@ -205,11 +142,71 @@ fn a_worker_outlives_a_sigkilled_server_resumed_on_the_same_port() {
         "the worker reconnected once: {stdout}"
     );
     let server = children.0.pop().unwrap();
-    let out = finish(server, Duration::from_secs(60));
+    let out = wait_output(server, Duration::from_secs(60));
     assert!(out.status.success(), "server: {}", text(&out.stderr));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("server/summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["details"]["final_version"], 200, "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_stops_the_server_with_its_checkpoint_metrics_and_model() {
+    let temp = TempDir::new("ps-faults-sigterm");
+    let dir = temp.path();
+    let (ckpt, out) = (dir.join("ckpt"), dir.join("server"));
+    let mut children = Children::default();
+    // A budget of 100 epochs that the worker starts on; SIGTERM comes long before the end.
+    let addr = serve(
+        &mut children,
+        &[
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--epochs",
+                "100",
+                "--eval-every",
+                "10",
+                "--checkpoint-dir",
+                ckpt.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            RUN,
+        ]
+        .concat(),
+    );
+    let w = worker(
+        &addr,
+        &[
+            &["--epochs", "100", "--reconnect-timeout-ms", "1000"][..],
+            RUN,
+        ]
+        .concat(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(out.join("eval.csv")).is_ok_and(|t| t.lines().count() >= 2) {
+        assert!(Instant::now() < deadline, "no evaluation within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = children.0.pop().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = wait_output(server, Duration::from_secs(30));
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("signal received"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["completed"], false, "{summary}");
+    let version = summary["details"]["final_version"].as_u64().unwrap();
+    assert!((10..100 * 25).contains(&version), "{summary}");
+    assert!(ckpt.join("shard-0-of-1.ckpt").is_file());
+    assert!(out.join("model.safetensors").is_file());
+    // The worker finds the server gone and gives up after its reconnect timeout.
+    let o = wait_output(w, Duration::from_secs(60));
+    assert!(!o.status.success(), "{}", text(&o.stdout));
 }

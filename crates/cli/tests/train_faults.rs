@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TempDir;
+use common::{TempDir, TINY_MLP};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -12,25 +12,16 @@ fn stagewise() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stagewise"))
 }
 
-/// A tiny mlp run on synthetic data: 600 training images, batch 60 (10 steps an epoch).
-const TINY: [&str; 16] = [
-    "--quiet",
-    "--model",
-    "mlp",
-    "--dataset",
-    "synthetic",
-    "--train-subset",
-    "600",
-    "--test-subset",
-    "200",
-    "--batch",
-    "60",
-    "--epochs",
-    "2",
-    "--stages",
-    "1",
-    "--seed=3",
-];
+/// A tiny mlp run on synthetic data ([`TINY_MLP`]): 600 training images, batch 60 (10 steps an
+/// epoch), 2 epochs.
+fn tiny() -> Vec<&'static str> {
+    [
+        &["--quiet"][..],
+        TINY_MLP,
+        &["--batch", "60", "--epochs", "2", "--stages", "1"],
+    ]
+    .concat()
+}
 
 fn train(args: &[&str], out: &Path) -> Output {
     stagewise()
@@ -61,16 +52,16 @@ fn refused(o: &Output) -> String {
 fn an_existing_run_folder_is_refused_unless_resumed_or_overwritten() {
     let dir = TempDir::new("faults-exists");
     let out = dir.path().join("run");
-    ok(&train(&TINY, &out));
+    ok(&train(&tiny(), &out));
     let summary = std::fs::read(out.join("summary.json")).unwrap();
-    let e = refused(&train(&TINY, &out));
+    let e = refused(&train(&tiny(), &out));
     assert!(
         e.contains("already holds a run") && e.contains("--resume") && e.contains("--overwrite"),
         "{e}"
     );
     // Nothing of the finished run was touched.
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), summary);
-    let mut again = TINY.to_vec();
+    let mut again = tiny();
     again.push("--overwrite");
     ok(&train(&again, &out));
     let e = refused(
@@ -107,7 +98,7 @@ fn asgd_refuses_a_folder_holding_a_run_before_doing_any_work() {
 fn an_empty_test_set_and_a_subset_above_the_data_are_refused_naming_the_option() {
     let dir = TempDir::new("faults-subsets");
     let out = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args[8] = "0"; // --test-subset 0
     let e = refused(&train(&args, &out));
     assert!(
@@ -142,10 +133,10 @@ fn an_empty_test_set_and_a_subset_above_the_data_are_refused_naming_the_option()
     );
 }
 
-/// [`TINY`] stopped after its first epoch, in `dir/name`.
+/// [`tiny`] stopped after its first epoch, in `dir/name`.
 fn stopped_run(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let out = dir.join(name);
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     if let ["--model", model] = extra {
         args[2] = model;
     } else {

@@ -32,6 +32,10 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const TRAIN_FILE: &str = "train.csv";
 /// The evaluations inside a run folder.
 pub const EVAL_FILE: &str = "eval.csv";
+/// The model exported at a run's latest evaluation (named tensors, PyTorch layout).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The model of a run's best evaluation ([`best_model`]).
+pub const BEST_FILE: &str = "best.safetensors";
 
 /// What produced the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +209,70 @@ impl EvalRow {
                 _ => Some(r),
             })
     }
+}
+
+/// Which model `best.safetensors` holds: the evaluation it was chosen at, and on which split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestModel {
+    /// The file, relative to the run folder ([`BEST_FILE`]).
+    pub file: String,
+    /// `validation` when the run held out a validation split, `test` otherwise.
+    pub chosen_on: String,
+    /// Updates applied at the chosen evaluation.
+    pub update: u64,
+    /// Epochs trained at the chosen evaluation.
+    pub epoch: Option<f64>,
+    /// The accuracy it was chosen by, on `chosen_on`.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+}
+
+impl BestModel {
+    /// Whether a later evaluation with these accuracies replaces this one as the best: a
+    /// higher accuracy on the split this one was chosen on (the first of equals stays), as
+    /// [`best_model`] decides over the rows.
+    pub fn is_beaten_by(&self, test_accuracy: Option<f64>, val_accuracy: Option<f64>) -> bool {
+        let candidate = if self.chosen_on == VALIDATION {
+            val_accuracy
+        } else {
+            test_accuracy
+        };
+        candidate.unwrap_or(f64::NEG_INFINITY) > self.accuracy.unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+const VALIDATION: &str = "validation";
+
+/// The best of `evals`, the one a run keeps as `best.safetensors`: on validation accuracy
+/// when the rows have it, on test accuracy otherwise (the first of equals, as `summary.json`'s
+/// `best_val_eval` and `best_eval`).
+///
+/// ```
+/// use stagewise_core::record::{best_model, EvalRow};
+/// let row = |update, accuracy, val| EvalRow { update, epoch: None, elapsed_s: 0.0, loss: 0.5,
+///     accuracy: Some(accuracy), examples: 10, val_loss: None, val_accuracy: Some(val) };
+/// let rows = [row(1, 0.9, 0.7), row(2, 0.8, 0.8)];
+/// let (best, _) = best_model(&rows).unwrap();
+/// assert_eq!((best.update, best.chosen_on.as_str()), (2, "validation"));
+/// ```
+pub fn best_model(evals: &[EvalRow]) -> Option<(BestModel, &EvalRow)> {
+    let (row, chosen_on, accuracy) = match EvalRow::best_val(evals) {
+        Some(row) => (row, VALIDATION, row.val_accuracy),
+        None => {
+            let row = EvalRow::best(evals)?;
+            (row, "test", row.accuracy)
+        }
+    };
+    Some((
+        BestModel {
+            file: BEST_FILE.into(),
+            chosen_on: chosen_on.into(),
+            update: row.update,
+            epoch: row.epoch,
+            accuracy,
+        },
+        row,
+    ))
 }
 
 impl<D> RunSummary<D> {

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use stagewise_core::record::BestModel;
+
 use crate::error::GradientError;
 
 /// Statistics of the batch a gradient was computed on (measured at the pulled parameters).
@@ -56,15 +58,46 @@ pub struct EvalStats {
     pub val_accuracy: Option<f64>,
 }
 
+/// Where in the run an evaluation happens: what the server knows and an evaluator does not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalPoint {
+    /// The version evaluated (updates applied).
+    pub version: u64,
+    /// Epochs of training data consumed at that version, when the server knows the epoch size.
+    pub epoch: Option<f64>,
+    /// The run's best evaluation so far ([`best_model`](stagewise_core::record::best_model)),
+    /// counting the evaluations of the run this server resumed.
+    pub best: Option<BestModel>,
+}
+
+impl EvalPoint {
+    /// Whether an evaluation with these accuracies is the run's best so far (the first one is).
+    pub fn is_best(&self, test_accuracy: Option<f64>, val_accuracy: Option<f64>) -> bool {
+        self.best
+            .as_ref()
+            .is_none_or(|b| b.is_beaten_by(test_accuracy, val_accuracy))
+    }
+}
+
 /// Evaluates parameters on a test set; the server calls it at intervals on a copy of its
 /// parameters, on its own thread, never blocking pushes.
 pub trait Evaluator: Send {
-    /// Evaluates `params` (the whole model).
-    fn evaluate(&mut self, params: &[f32]) -> Result<EvalStats, GradientError>;
+    /// Evaluates `params` (the whole model) at `at`.
+    fn evaluate(&mut self, at: &EvalPoint, params: &[f32]) -> Result<EvalStats, GradientError>;
+
+    /// Whether [`Evaluator::evaluate`] writes the evaluated model into the run folder
+    /// (`model.safetensors`, and `best.safetensors` when [`EvalPoint::is_best`]); the server's
+    /// summary then says which evaluation the best file holds. The default writes nothing.
+    fn writes_model_files(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Evaluator + ?Sized> Evaluator for Box<T> {
-    fn evaluate(&mut self, params: &[f32]) -> Result<EvalStats, GradientError> {
-        (**self).evaluate(params)
+    fn evaluate(&mut self, at: &EvalPoint, params: &[f32]) -> Result<EvalStats, GradientError> {
+        (**self).evaluate(at, params)
+    }
+    fn writes_model_files(&self) -> bool {
+        (**self).writes_model_files()
     }
 }

@@ -62,7 +62,7 @@ pub mod proto {
 
 pub use config::{AsgdConfig, PolicyConfig, ServeConfig, ServerConfig, WorkerConfig};
 pub use error::PsError;
-pub use gradient::{BatchStats, EvalStats, Evaluator, GradientSource};
+pub use gradient::{BatchStats, EvalPoint, EvalStats, Evaluator, GradientSource};
 pub use server::ParamServer;
 #[cfg(feature = "grpc")]
 pub use transport::grpc::{run_worker, serve, start as start_server, ServeHandle};

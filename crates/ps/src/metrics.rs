@@ -8,12 +8,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use stagewise_core::optim::QhmParams;
-use stagewise_core::record::{write_rows, RunKind, RunSummary, EVAL_FILE, TRAIN_FILE};
+use stagewise_core::record::{
+    best_model, write_rows, BestModel, RunKind, RunSummary, EVAL_FILE, TRAIN_FILE,
+};
 pub use stagewise_core::record::{EvalRow, TrainRow};
 use std::path::PathBuf;
 
 use crate::error::PsError;
-use crate::gradient::{BatchStats, EvalStats};
+use crate::gradient::{BatchStats, EvalPoint, EvalStats};
 
 /// Staleness histogram buckets: `τ = 0 ..= 62` exactly, the last bucket counts `τ ≥ 63`.
 pub const STALENESS_BUCKETS: usize = 64;
@@ -136,6 +138,10 @@ pub struct Summary {
     pub last_train_accuracy: Option<f64>,
     /// Last evaluation.
     pub last_eval: Option<EvalRow>,
+    /// Which evaluation `best.safetensors` holds, when the evaluator writes model files
+    /// ([`Evaluator::writes_model_files`](crate::gradient::Evaluator::writes_model_files)).
+    #[serde(default)]
+    pub best_model: Option<BestModel>,
 }
 
 /// A server run's `summary.json`.
@@ -173,6 +179,8 @@ pub struct Metrics {
     examples: u64,
     /// `train.csv` and `eval.csv`, appended to as rows come ([`Metrics::stream_to`]).
     logs: Option<(RowLog, RowLog)>,
+    /// Whether the evaluator writes `model.safetensors` and `best.safetensors`.
+    model_files: bool,
 }
 
 /// A CSV file that rows are appended to, and flushed, one by one.
@@ -262,6 +270,7 @@ impl Metrics {
             examples_per_epoch: None,
             examples: 0,
             logs: None,
+            model_files: false,
         }
     }
 
@@ -270,6 +279,12 @@ impl Metrics {
         self.optimizer = optimizer.into();
         self.examples_per_epoch = examples_per_epoch.filter(|&n| n > 0);
         self
+    }
+
+    /// Records whether the evaluator writes the evaluated models into the run folder, so that
+    /// the summary names the best one.
+    pub fn set_model_files(&mut self, model_files: bool) {
+        self.model_files = model_files;
     }
 
     /// Epochs of training data in the gradients applied so far, when known.
@@ -352,7 +367,8 @@ impl Metrics {
     /// From now on appends each row of `train.csv` and `eval.csv` in `dir` (created if
     /// missing) as it is recorded, flushed, so that a crash keeps them. A run resumed at a
     /// version above 0 keeps the files' rows up to that version (the later ones were lost
-    /// with the updates after the checkpoint); otherwise the files start empty.
+    /// with the updates after the checkpoint), and counts them as its own (in the summary and
+    /// in [`Metrics::eval_point`]); otherwise the files start empty.
     pub fn stream_to(&mut self, dir: &Path) -> Result<(), PsError> {
         std::fs::create_dir_all(dir).map_err(|source| PsError::Io {
             path: dir.to_path_buf(),
@@ -377,14 +393,27 @@ impl Metrics {
             eval.append(r);
         }
         self.logs = Some((train, eval));
+        // The kept rows belong to this run: its best evaluation and summary count them.
+        self.rows.splice(0..0, kept_train);
+        self.evals.splice(0..0, kept_eval);
         Ok(())
     }
 
-    /// Records an evaluation of `version`.
-    pub fn record_eval(&mut self, version: u64, stats: EvalStats) {
-        self.evals.push(EvalRow {
-            update: version,
+    /// Where an evaluation of `version` happens now: the epoch, and the best evaluation so
+    /// far (a resumed run's included).
+    pub fn eval_point(&self, version: u64) -> EvalPoint {
+        EvalPoint {
+            version,
             epoch: self.epoch(),
+            best: best_model(&self.evals).map(|(best, _)| best),
+        }
+    }
+
+    /// Records an evaluation at `at` ([`Metrics::eval_point`]).
+    pub fn record_eval(&mut self, at: &EvalPoint, stats: EvalStats) {
+        self.evals.push(EvalRow {
+            update: at.version,
+            epoch: at.epoch,
             elapsed_s: self.start.elapsed().as_secs_f64(),
             loss: stats.loss,
             accuracy: stats.accuracy,
@@ -452,6 +481,11 @@ impl Metrics {
             last_train_loss: last_loss,
             last_train_accuracy: last_acc,
             last_eval: self.evals.last().cloned(),
+            best_model: if self.model_files {
+                best_model(&self.evals).map(|(best, _)| best)
+            } else {
+                None
+            },
         }
     }
 
@@ -519,7 +553,7 @@ mod tests {
             m.record_update(v, scheduled);
         }
         m.record_eval(
-            6,
+            &m.eval_point(6),
             EvalStats {
                 loss: 0.5,
                 ..EvalStats::default()
@@ -590,5 +624,51 @@ mod tests {
         assert_eq!(back.details.workers[0].max_staleness, 100);
         assert_eq!((back.kind, back.optimizer.as_str()), (RunKind::Asgd, "qhm"));
         assert_eq!(back.epochs, Some(1.5));
+    }
+
+    #[test]
+    fn a_resumed_run_counts_its_kept_evaluations_in_the_best_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let eval = |m: &mut Metrics, v: u64, acc: f64| {
+            let at = m.eval_point(v);
+            m.record_eval(
+                &at,
+                EvalStats {
+                    loss: 1.0 - acc,
+                    accuracy: Some(acc),
+                    examples: 10,
+                    ..EvalStats::default()
+                },
+            );
+        };
+        let mut m = Metrics::new("m", "asgd", 2, 0);
+        m.stream_to(dir.path()).unwrap();
+        m.set_model_files(true);
+        eval(&mut m, 2, 0.9);
+        eval(&mut m, 4, 0.5);
+        // Before the second evaluation the first was the best; after it, still the first.
+        assert_eq!(m.eval_point(5).best.unwrap().update, 2);
+        // The server restarts from its checkpoint at version 4: both rows are kept.
+        let mut m = Metrics::new("m", "asgd", 2, 4);
+        m.set_model_files(true);
+        m.stream_to(dir.path()).unwrap();
+        let at = m.eval_point(6);
+        let best = at.best.clone().unwrap();
+        assert_eq!((best.update, best.chosen_on.as_str()), (2, "test"));
+        assert_eq!(best.accuracy, Some(0.9));
+        assert!(
+            !at.is_best(Some(0.9), None),
+            "the first of equals stays best"
+        );
+        assert!(at.is_best(Some(0.95), None));
+        eval(&mut m, 6, 0.8);
+        let summary = m.write(dir.path(), 6, RunKind::PsServe, true).unwrap();
+        assert_eq!(summary.best_model.unwrap().update, 2);
+        let record = RunRecord::load(dir.path()).unwrap();
+        assert_eq!(record.best_eval.unwrap().update, 2);
+        assert_eq!(record.final_eval.unwrap().update, 6);
+        // Without model files the summary names none.
+        m.set_model_files(false);
+        assert_eq!(m.summary(6).best_model, None);
     }
 }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::GradientError;
-use crate::gradient::{BatchStats, EvalStats, Evaluator, GradientSource};
+use crate::gradient::{BatchStats, EvalPoint, EvalStats, Evaluator, GradientSource};
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
     rng.sample::<f64, _>(rand_distr::StandardNormal) as f32
@@ -201,7 +201,7 @@ pub struct SoftmaxEvaluator {
 }
 
 impl Evaluator for SoftmaxEvaluator {
-    fn evaluate(&mut self, params: &[f32]) -> Result<EvalStats, GradientError> {
+    fn evaluate(&mut self, _at: &EvalPoint, params: &[f32]) -> Result<EvalStats, GradientError> {
         let p = self.data.classes * (self.data.dim + 1);
         check_len(p, params.len(), p)?;
         let mut logits = vec![0.0; self.data.classes];
@@ -291,7 +291,7 @@ impl GradientSource for NoisyQuadratic {
 }
 
 impl Evaluator for NoisyQuadratic {
-    fn evaluate(&mut self, params: &[f32]) -> Result<EvalStats, GradientError> {
+    fn evaluate(&mut self, _at: &EvalPoint, params: &[f32]) -> Result<EvalStats, GradientError> {
         check_len(self.h.len(), params.len(), self.h.len())?;
         Ok(EvalStats {
             loss: self.loss(params),

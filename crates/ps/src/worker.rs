@@ -86,7 +86,7 @@ pub struct WorkerReport {
     pub elapsed_s: f64,
     /// Why it stopped.
     pub stopped: String,
-    /// Pushes dropped because a server was lost and reconnected to.
+    /// Times a server was lost and reconnected to (each drops the pull or push in flight).
     #[serde(default)]
     pub reconnects: u64,
     /// The error that stopped it, if any.
@@ -158,7 +158,12 @@ pub fn worker_loop(
         }
         let pulled = match client.pull(&min_versions, &mut params) {
             Ok(p) => p,
-            Err(PsError::WaitTimeout { .. } | PsError::Reconnected) => {
+            Err(PsError::WaitTimeout { .. }) => {
+                min_versions.fill(0);
+                continue;
+            }
+            Err(PsError::Reconnected) => {
+                report.reconnects += 1;
                 min_versions.fill(0);
                 continue;
             }

@@ -73,7 +73,7 @@ use burn::optim::GradientsParams;
 use stagewise_core::schedule::Layout;
 use stagewise_data::{Batch, BatchConfig, Dataset, EpochBatches};
 use stagewise_ps::error::GradientError;
-use stagewise_ps::{BatchStats, EvalStats, Evaluator, GradientSource};
+use stagewise_ps::{BatchStats, EvalPoint, EvalStats, Evaluator, GradientSource};
 
 use crate::bridge;
 use crate::data::DataConfig;
@@ -449,8 +449,6 @@ pub struct ModelEvaluator {
 struct EvalExport {
     dir: std::path::PathBuf,
     meta: crate::export::ModelMeta,
-    /// The best score so far: validation accuracy when there is a validation split, else test.
-    best: Option<f64>,
 }
 
 /// Where an evaluator recomputes BatchNorm statistics from ([`ModelEvaluator::with_batch_norm_recompute`]).
@@ -506,18 +504,19 @@ impl ModelEvaluator {
     }
 
     /// After every evaluation, writes the evaluated model to `dir/model.safetensors`, and to
-    /// `dir/best.safetensors` when it scores better than every earlier evaluation (on the
-    /// validation split when there is one, on the test set otherwise); see
-    /// [`crate::export::save_model_files`]. `None` writes nothing.
+    /// `dir/best.safetensors` when it scores better than every earlier evaluation of the run
+    /// ([`EvalPoint::is_best`]: on the validation split when there is one, on the test set
+    /// otherwise); see [`crate::export::save_model_files`]. `None` writes nothing.
     pub fn with_export(mut self, dir: Option<std::path::PathBuf>, run_kind: &str) -> Self {
         self.export = dir.map(|dir| EvalExport {
             meta: crate::export::ModelMeta {
                 run_kind: Some(run_kind.into()),
                 run: Some(dir.display().to_string()),
+                data: serde_json::to_string(&self.data).ok(),
+                seed: Some(self.seed),
                 ..crate::export::ModelMeta::default()
             },
             dir,
-            best: None,
         });
         self
     }
@@ -546,7 +545,11 @@ impl ModelEvaluator {
 }
 
 impl Evaluator for ModelEvaluator {
-    fn evaluate(&mut self, params: &[f32]) -> Result<EvalStats, GradientError> {
+    fn writes_model_files(&self) -> bool {
+        self.export.is_some()
+    }
+
+    fn evaluate(&mut self, at: &EvalPoint, params: &[f32]) -> Result<EvalStats, GradientError> {
         if params.len() != self.num_params {
             return Err(GradientError(format!(
                 "{} parameters for a {} model of {}",
@@ -588,22 +591,21 @@ impl Evaluator for ModelEvaluator {
                 return Err(GradientError(e.to_string()));
             }
         };
-        if let Some(export) = &mut self.export {
-            let score = val.map_or(accuracy, |v| v.1);
-            let is_best = export.best.is_none_or(|b| score > b);
+        if let Some(export) = &self.export {
+            let val_accuracy = val.map(|v| v.1);
+            let is_best = at.is_best(Some(accuracy), val_accuracy);
             let params = crate::export::ModelParams::from_model(
                 &model,
                 crate::export::ModelMeta {
+                    update: Some(at.version),
+                    epoch: at.epoch,
                     test_accuracy: Some(accuracy),
-                    val_accuracy: val.map(|v| v.1),
+                    val_accuracy,
                     chosen_on: is_best
                         .then(|| if val.is_some() { "validation" } else { "test" }.to_string()),
                     ..export.meta.clone()
                 },
             );
-            if is_best {
-                export.best = Some(score);
-            }
             if let Err(e) = crate::export::save_model_files(&export.dir, &params) {
                 self.model = Some(model);
                 return Err(GradientError(format!("writing the model: {e}")));
@@ -737,12 +739,12 @@ mod tests {
         let (_, test, data) = small();
         let mut e = ModelEvaluator::new(ModelKind::Mlp, test.clone(), &data, 100, 0).unwrap();
         let params = initial_params(ModelKind::Mlp, 0);
-        let stats = e.evaluate(&params).unwrap();
+        let stats = e.evaluate(&EvalPoint::default(), &params).unwrap();
         assert_eq!(stats.examples, test.len() as u64);
         let acc = stats.accuracy.unwrap();
         assert!((0.0..=1.0).contains(&acc));
         assert!(stats.loss > 0.0);
-        assert!(e.evaluate(&params[..10]).is_err());
+        assert!(e.evaluate(&EvalPoint::default(), &params[..10]).is_err());
         assert!(ModelEvaluator::new(ModelKind::Mlp, test, &data, 0, 0).is_err());
     }
 
@@ -785,9 +787,13 @@ mod tests {
             ModelEvaluator::new(ModelKind::ResNet, splits.test.clone(), &data, 100, 2)
                 .unwrap()
                 .with_batch_norm_recompute(splits.train.clone(), 20);
-        let with_initial = initial.evaluate(&ckpt.params).unwrap().accuracy.unwrap();
+        let with_initial = initial
+            .evaluate(&EvalPoint::default(), &ckpt.params)
+            .unwrap()
+            .accuracy
+            .unwrap();
         let with_recomputed = recomputing
-            .evaluate(&ckpt.params)
+            .evaluate(&EvalPoint::default(), &ckpt.params)
             .unwrap()
             .accuracy
             .unwrap();

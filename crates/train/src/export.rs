@@ -35,10 +35,7 @@ use stagewise_core::record::EvalRow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// File name of the exported model in a run folder (the model at the end of the run).
-pub const MODEL_FILE: &str = "model.safetensors";
-/// File name of the best model of a run (chosen on validation accuracy, else test accuracy).
-pub const BEST_FILE: &str = "best.safetensors";
+pub use stagewise_core::record::{best_model, BestModel, BEST_FILE, MODEL_FILE};
 
 /// Metadata key prefix of the stagewise entries.
 const META_PREFIX: &str = "stagewise.";
@@ -152,6 +149,11 @@ pub struct ModelMeta {
     pub run: Option<String>,
     /// The run's configuration, as JSON (its identity).
     pub config: Option<String>,
+    /// The run's data configuration ([`crate::DataConfig`] as JSON), for runs whose
+    /// configuration is not a [`TrainConfig`] (`asgd`, `ps serve`).
+    pub data: Option<String>,
+    /// The run's seed (it picks any test subset).
+    pub seed: Option<u64>,
     /// Optimizer updates applied to the model.
     pub update: Option<u64>,
     /// Epochs trained.
@@ -175,6 +177,8 @@ impl ModelMeta {
         put("run_kind", self.run_kind.clone());
         put("run", self.run.clone());
         put("config", self.config.clone());
+        put("data", self.data.clone());
+        put("seed", self.seed.map(|v| v.to_string()));
         put("update", self.update.map(|v| v.to_string()));
         put("epoch", self.epoch.map(|v| v.to_string()));
         put("test_accuracy", self.test_accuracy.map(|v| v.to_string()));
@@ -204,6 +208,8 @@ impl ModelMeta {
             run_kind: get("run_kind"),
             run: get("run"),
             config: get("config"),
+            data: get("data"),
+            seed: parse("seed", get("seed"))?,
             update: parse("update", get("update"))?,
             epoch: parse("epoch", get("epoch"))?,
             test_accuracy: parse("test_accuracy", get("test_accuracy"))?,
@@ -716,37 +722,6 @@ fn check_lengths(p: &ModelParams) -> Result<(), ExportError> {
         .into());
     }
     Ok(())
-}
-
-/// Which model `best.safetensors` holds: the evaluation it was chosen at, and on which split.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BestModel {
-    /// The file, relative to the run folder ([`BEST_FILE`]).
-    pub file: String,
-    /// `validation` when the run held out a validation split, `test` otherwise.
-    pub chosen_on: String,
-    /// Updates applied at the chosen evaluation.
-    pub update: u64,
-    /// Epochs trained at the chosen evaluation.
-    pub epoch: Option<f64>,
-}
-
-/// The best of `evals`: on validation accuracy when the rows have it, on test accuracy
-/// otherwise (the first of equals, as `summary.json`'s `best_val_eval` and `best_eval`).
-pub fn best_model(evals: &[EvalRow]) -> Option<(BestModel, &EvalRow)> {
-    let (row, chosen_on) = match EvalRow::best_val(evals) {
-        Some(row) => (row, "validation"),
-        None => (EvalRow::best(evals)?, "test"),
-    };
-    Some((
-        BestModel {
-            file: BEST_FILE.into(),
-            chosen_on: chosen_on.into(),
-            update: row.update,
-            epoch: row.epoch,
-        },
-        row,
-    ))
 }
 
 /// After an evaluation of a run: writes `dir/model.safetensors` (`model`, the latest) and,

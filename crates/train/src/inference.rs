@@ -302,21 +302,63 @@ pub fn evaluate(
     })
 }
 
-/// The data to evaluate a model on: the run's own data configuration (and seed, which picks
-/// any test subset) when `meta` carries a `train` configuration, Fashion-MNIST's test set
-/// otherwise; `data_dir`, when given, replaces the Fashion-MNIST folder.
+/// What to evaluate a model on instead of its run's own data (`stagewise eval`'s options);
+/// each `None` keeps the run's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalDataChoice {
+    /// The dataset.
+    pub dataset: Option<crate::data::DatasetKind>,
+    /// The Fashion-MNIST folder.
+    pub data_dir: Option<PathBuf>,
+    /// A stratified subset of this many test images.
+    pub test_subset: Option<usize>,
+    /// The seed that picks the subset.
+    pub seed: Option<u64>,
+}
+
+/// The data to evaluate a model on and the seed that picks any test subset: the run's own
+/// (from `meta`'s data and seed, else its `train` configuration), Fashion-MNIST's whole test
+/// set when `meta` has neither (a file written by PyTorch, a parameter-server checkpoint);
+/// then what `choice` sets replaces the run's.
+///
+/// ```
+/// use stagewise_train::data::DatasetKind;
+/// use stagewise_train::export::ModelMeta;
+/// use stagewise_train::inference::{eval_data, EvalDataChoice};
+/// let choice = EvalDataChoice { dataset: Some(DatasetKind::Synthetic), test_subset: Some(50),
+///                               ..EvalDataChoice::default() };
+/// let (data, seed) = eval_data(&ModelMeta::default(), &choice);
+/// assert_eq!((data.dataset, data.test_subset, seed), (DatasetKind::Synthetic, Some(50), 0));
+/// ```
 pub fn eval_data(
     meta: &crate::export::ModelMeta,
-    data_dir: Option<PathBuf>,
+    choice: &EvalDataChoice,
 ) -> (crate::DataConfig, u64) {
-    let run = meta
-        .config
+    let from_data = meta
+        .data
         .as_deref()
-        .and_then(|c| serde_json::from_str::<crate::TrainConfig>(c).ok());
-    let (mut data, seed) =
-        run.map_or_else(|| (crate::DataConfig::default(), 0), |c| (c.data, c.seed));
-    if data_dir.is_some() {
-        data.data_dir = data_dir;
+        .and_then(|d| serde_json::from_str::<crate::DataConfig>(d).ok())
+        .map(|data| (data, meta.seed.unwrap_or(0)));
+    let from_run = || {
+        meta.config
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<crate::TrainConfig>(c).ok())
+            .map(|c| (c.data, c.seed))
+    };
+    let (mut data, mut seed) = from_data
+        .or_else(from_run)
+        .unwrap_or_else(|| (crate::DataConfig::default(), 0));
+    if let Some(dataset) = choice.dataset {
+        data.dataset = dataset;
+    }
+    if choice.data_dir.is_some() {
+        data.data_dir.clone_from(&choice.data_dir);
+    }
+    if choice.test_subset.is_some() {
+        data.test_subset = choice.test_subset;
+    }
+    if let Some(s) = choice.seed {
+        seed = s;
     }
     (data, seed)
 }

@@ -4,9 +4,12 @@
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
+use stagewise_train::data::DatasetKind;
 use stagewise_train::export::load_model_params;
-use stagewise_train::inference::{eval_data, evaluate, Evaluation};
+use stagewise_train::inference::{eval_data, evaluate, EvalDataChoice, Evaluation};
 use std::path::PathBuf;
+
+use super::options::parse_dataset;
 
 /// Options of `stagewise eval`.
 #[derive(Args, Debug)]
@@ -16,10 +19,24 @@ pub struct EvalArgs {
     #[arg(value_name = "RUN_DIR|MODEL")]
     target: PathBuf,
 
+    /// Dataset to evaluate on: fashion-mnist or synthetic (default: the run's own, when the
+    /// file records it, else fashion-mnist).
+    #[arg(long, value_parser = parse_dataset)]
+    dataset: Option<DatasetKind>,
+
     /// Fashion-MNIST folder (default: the run's own data, else the usual search:
     /// $STAGEWISE_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, the cache).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Evaluate on a stratified subset of this many test images (default: the run's own, else
+    /// the whole test set).
+    #[arg(long, value_name = "N")]
+    test_subset: Option<usize>,
+
+    /// Seed that picks the --test-subset (default: the run's own, else 0).
+    #[arg(long)]
+    seed: Option<u64>,
 
     /// Print JSON instead of text.
     #[arg(long)]
@@ -43,7 +60,13 @@ struct EvalOutput<'a> {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let params = load_model_params(&args.target)?;
     let model = params.to_model(&stagewise_train::inference_device())?;
-    let (data, seed) = eval_data(&params.meta, args.data_dir.clone());
+    let choice = EvalDataChoice {
+        dataset: args.dataset,
+        data_dir: args.data_dir.clone(),
+        test_subset: args.test_subset,
+        seed: args.seed,
+    };
+    let (data, seed) = eval_data(&params.meta, &choice);
     let splits = data.load(seed).context("loading the test set")?;
     let evaluation = evaluate(&model, &splits.test, data.normalization())?;
     if let Some(path) = &args.png {

@@ -12,5 +12,6 @@ pub mod plan;
 pub mod predict;
 pub mod ps;
 pub mod report;
+pub mod signals;
 pub mod spectrum_source;
 pub mod train;

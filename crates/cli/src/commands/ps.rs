@@ -7,6 +7,7 @@
 //! `--config` file is the simplest way). The token comes from `--token-file` or the
 //! environment variable `STAGEWISE_PS_TOKEN` (never from a flag: the process list is public).
 
+use super::signals::StopSignals;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -175,8 +176,9 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     out: Option<PathBuf>,
 
-    /// Start from the model in FILE (model.safetensors, a training checkpoint or a run folder)
-    /// instead of the seed's initialization.
+    /// Start from the model in FILE (model.safetensors, a training checkpoint, a single-shard
+    /// server checkpoint or a run folder) instead of the seed's initialization; with --resume,
+    /// a checkpoint already in --checkpoint-dir wins.
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     init_from: Option<PathBuf>,
@@ -526,26 +528,19 @@ async fn wait_finished(handle: &stagewise_ps::ServeHandle) {
     }
 }
 
-/// Resolves on Ctrl-C, or SIGTERM on Unix (what Kubernetes and Slurm send first).
+/// Resolves on Ctrl-C or SIGTERM ([`StopSignals`]); never when the handlers cannot be
+/// installed (the server then ends with its budget).
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    match StopSignals::install() {
+        Ok(mut signals) => {
+            signals.recv().await;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Err(e) => {
+            eprintln!(
+                "warning: cannot handle SIGINT/SIGTERM ({e}); the server stops with its budget"
+            );
+            std::future::pending::<()>().await;
+        }
     }
 }
 

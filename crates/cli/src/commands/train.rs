@@ -1,6 +1,7 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
 use super::options::{merge_with_file, optimizer_help, with_default, DataArgs, PlanArgs};
+use super::signals::StopSignals;
 use anyhow::bail;
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -183,30 +184,16 @@ fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    #[cfg(unix)]
-    let (mut int, mut term) = {
-        use tokio::signal::unix::{signal, SignalKind};
+    let mut signals = {
         let _guard = rt.enter();
-        (
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        )
+        StopSignals::install()?
     };
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             rt.block_on(async {
                 loop {
-                    #[cfg(unix)]
-                    let number = tokio::select! {
-                        _ = int.recv() => 2,
-                        _ = term.recv() => 15,
-                    };
-                    #[cfg(not(unix))]
-                    let number = {
-                        let _ = tokio::signal::ctrl_c().await;
-                        2
-                    };
+                    let number = signals.recv().await;
                     if stop.swap(true, Ordering::SeqCst) {
                         eprintln!("\nsecond signal: quitting without a checkpoint");
                         std::process::exit(128 + number);

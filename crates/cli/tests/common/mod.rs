@@ -1,4 +1,22 @@
-//! Helpers shared by the command-line tests.
+//! Helpers shared by the command-line tests (each test binary uses some of them).
+#![allow(dead_code)]
+
+pub mod process;
+
+/// The model and data of the tiny runs: an mlp on 600 synthetic training images, scored on 200
+/// test images, seed 3.
+pub const TINY_MLP: &[&str] = &[
+    "--model",
+    "mlp",
+    "--dataset",
+    "synthetic",
+    "--train-subset",
+    "600",
+    "--test-subset",
+    "200",
+    "--seed",
+    "3",
+];
 
 use std::path::{Path, PathBuf};
 

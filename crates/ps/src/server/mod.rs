@@ -638,14 +638,20 @@ impl ParamServer {
     /// Evaluates the current parameters now, on the calling thread, and records the result.
     pub fn evaluate_now(&self, evaluator: &mut dyn Evaluator) -> Result<(), PsError> {
         let (version, params) = self.eval_snapshot();
-        let stats = evaluator.evaluate(&params)?;
-        lock(&self.metrics).record_eval(version, stats);
+        let at = {
+            let mut metrics = lock(&self.metrics);
+            metrics.set_model_files(evaluator.writes_model_files());
+            metrics.eval_point(version)
+        };
+        let stats = evaluator.evaluate(&at, &params)?;
+        lock(&self.metrics).record_eval(&at, stats);
         Ok(())
     }
 
     /// Starts evaluating with `evaluator` every `eval_every` updates on a background thread
     /// (an evaluation still running when the next is due makes that one be skipped).
     pub fn attach_evaluator(self: &Arc<Self>, mut evaluator: Box<dyn Evaluator>) -> EvalHandle {
+        lock(&self.metrics).set_model_files(evaluator.writes_model_files());
         let (tx, rx) = sync_channel::<(u64, Vec<f32>)>(1);
         *lock(&self.eval_tx) = Some(tx.clone());
         let metrics = Arc::clone(&self.metrics);
@@ -653,8 +659,9 @@ impl ParamServer {
             .name("ps-eval".into())
             .spawn(move || {
                 while let Ok((version, params)) = rx.recv() {
-                    match evaluator.evaluate(&params) {
-                        Ok(stats) => lock(&metrics).record_eval(version, stats),
+                    let at = lock(&metrics).eval_point(version);
+                    match evaluator.evaluate(&at, &params) {
+                        Ok(stats) => lock(&metrics).record_eval(&at, stats),
                         Err(e) => tracing::warn!(version, error = %e, "evaluation failed"),
                     }
                 }
