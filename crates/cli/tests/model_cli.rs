@@ -370,3 +370,66 @@ fn a_parameter_server_is_seeded_from_a_training_run_and_its_model_files_are_used
         first_epoch_loss(&run)
     );
 }
+
+#[test]
+fn a_resnet_server_checkpoint_is_evaluated_with_recomputed_statistics_and_not_predicted() {
+    let dir = TempDir::new("model-cli-resnet-ckpt");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/export/resnet-trained.safetensors");
+    let resnet = stagewise_train::export::load_model_params(&fixture).unwrap();
+    let ckpt = dir.path().join("shard-0-of-1.ckpt");
+    let n = resnet.params.len();
+    stagewise_ps::checkpoint::Checkpoint {
+        model_id: "resnet".into(),
+        total_params: n,
+        shard: stagewise_ps::shard::ShardRange::of(n, 0, 1),
+        version: 8,
+        optimizer_name: "qhm".into(),
+        params: resnet.params,
+        optimizer: stagewise_core::optim::OptimizerState {
+            step: 8,
+            buffers: vec![("momentum".into(), vec![0.0; n])],
+            scalars: Vec::new(),
+        },
+        policy: Vec::new(),
+    }
+    .save(&ckpt)
+    .unwrap();
+
+    let out = stagewise(
+        &[
+            "eval",
+            "--json",
+            "--dataset",
+            "synthetic",
+            "--test-subset",
+            "100",
+        ],
+        &[&ckpt],
+    );
+    let stdout = ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("holds no BatchNorm statistics") && stderr.contains("recomputed"),
+        "{stderr}"
+    );
+    let eval: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (eval["model"].as_str(), eval["examples"].as_u64()),
+        (Some("resnet"), Some(100))
+    );
+
+    let image = dir.path().join("image.png");
+    write_gray_png(&image, &[128u8; 784]);
+    let out = stagewise(&["predict"], &[&ckpt, &image]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("shard-0-of-1.ckpt") && err.contains("no BatchNorm statistics"),
+        "{err}"
+    );
+    assert!(
+        err.contains("model.safetensors"),
+        "points to the usable file: {err}"
+    );
+}

@@ -37,6 +37,9 @@ use std::path::{Path, PathBuf};
 
 pub use stagewise_core::record::{best_model, BestModel, BEST_FILE, MODEL_FILE};
 
+/// The value of `stagewise.batch_norm_statistics` in a file without them.
+const MISSING: &str = "missing";
+
 /// Metadata key prefix of the stagewise entries.
 const META_PREFIX: &str = "stagewise.";
 
@@ -164,6 +167,10 @@ pub struct ModelMeta {
     pub val_accuracy: Option<f64>,
     /// For a best model: the split it was chosen on (`validation` or `test`).
     pub chosen_on: Option<String>,
+    /// The file held no BatchNorm statistics (a resnet read from a parameter-server
+    /// checkpoint): the buffers are a fresh model's (mean 0, variance 1), which do not fit
+    /// trained parameters. [`crate::inference::model_to_evaluate`] recomputes them.
+    pub batch_norm_missing: bool,
 }
 
 impl ModelMeta {
@@ -184,6 +191,10 @@ impl ModelMeta {
         put("test_accuracy", self.test_accuracy.map(|v| v.to_string()));
         put("val_accuracy", self.val_accuracy.map(|v| v.to_string()));
         put("chosen_on", self.chosen_on.clone());
+        put(
+            "batch_norm_statistics",
+            self.batch_norm_missing.then(|| MISSING.to_string()),
+        );
         out
     }
 
@@ -215,6 +226,7 @@ impl ModelMeta {
             test_accuracy: parse("test_accuracy", get("test_accuracy"))?,
             val_accuracy: parse("val_accuracy", get("val_accuracy"))?,
             chosen_on: get("chosen_on"),
+            batch_norm_missing: get("batch_norm_statistics").as_deref() == Some(MISSING),
         })
     }
 }
@@ -699,6 +711,7 @@ fn from_ps_checkpoint(path: &Path) -> Result<ModelParams, ExportError> {
         meta: ModelMeta {
             run_kind: Some("ps-serve".into()),
             update: Some(ckpt.version),
+            batch_norm_missing: bridge::buffer_count(&fresh) > 0,
             ..ModelMeta::default()
         },
     })

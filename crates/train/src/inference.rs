@@ -302,6 +302,47 @@ pub fn evaluate(
     })
 }
 
+/// Batch size of the BatchNorm recomputation of [`model_to_evaluate`].
+pub const BATCH_NORM_RECOMPUTE_BATCH: usize = 128;
+
+/// The model of `params`, ready to evaluate, and whether its BatchNorm statistics were
+/// recomputed: a file's own statistics are used as they are; a file without them
+/// ([`ModelMeta::batch_norm_missing`](crate::export::ModelMeta::batch_norm_missing): a resnet
+/// from a parameter-server checkpoint) gets them recomputed at its parameters from
+/// [`BATCH_NORM_RECOMPUTE_BATCHES`](crate::trainer::BATCH_NORM_RECOMPUTE_BATCHES) batches of
+/// [`BATCH_NORM_RECOMPUTE_BATCH`] images of `train` (no augmentation, drawn from `seed`), as the
+/// server's own evaluator does.
+///
+/// # Errors
+/// [`TrainError`] when the values do not fit the kind or `train` cannot be batched.
+pub fn model_to_evaluate(
+    params: &crate::export::ModelParams,
+    train: &Dataset,
+    data: &crate::DataConfig,
+    seed: u64,
+) -> Result<(Model, bool), TrainError> {
+    let fit = |e: crate::export::ExportError| TrainError::Config(e.to_string());
+    if !params.meta.batch_norm_missing {
+        return Ok((
+            params.to_model(&crate::inference_device()).map_err(fit)?,
+            false,
+        ));
+    }
+    let model = params.to_model(&crate::training_device()).map_err(fit)?;
+    if crate::bridge::buffer_count(&model) == 0 {
+        return Ok((model, false));
+    }
+    if train.is_empty() {
+        return Err(TrainError::Config(
+            "the model has no BatchNorm statistics and there are no training images to \
+             recompute them from"
+                .into(),
+        ));
+    }
+    crate::trainer::recompute_batch_norm(&model, train, BATCH_NORM_RECOMPUTE_BATCH, data, seed, 0)?;
+    Ok((model, true))
+}
+
 /// What to evaluate a model on instead of its run's own data (`stagewise eval`'s options);
 /// each `None` keeps the run's.
 #[derive(Debug, Clone, Default, PartialEq)]

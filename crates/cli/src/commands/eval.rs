@@ -6,7 +6,10 @@ use clap::Args;
 use serde::Serialize;
 use stagewise_train::data::DatasetKind;
 use stagewise_train::export::load_model_params;
-use stagewise_train::inference::{eval_data, evaluate, EvalDataChoice, Evaluation};
+use stagewise_train::inference::{
+    eval_data, evaluate, model_to_evaluate, EvalDataChoice, Evaluation, BATCH_NORM_RECOMPUTE_BATCH,
+};
+use stagewise_train::trainer::BATCH_NORM_RECOMPUTE_BATCHES;
 use std::path::PathBuf;
 
 use super::options::parse_dataset;
@@ -59,7 +62,6 @@ struct EvalOutput<'a> {
 /// Runs `stagewise eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let params = load_model_params(&args.target)?;
-    let model = params.to_model(&stagewise_train::inference_device())?;
     let choice = EvalDataChoice {
         dataset: args.dataset,
         data_dir: args.data_dir.clone(),
@@ -68,6 +70,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let (data, seed) = eval_data(&params.meta, &choice);
     let splits = data.load(seed).context("loading the test set")?;
+    let (model, recomputed) = model_to_evaluate(&params, &splits.train, &data, seed)?;
+    if recomputed {
+        eprintln!(
+            "note: {} holds no BatchNorm statistics (a parameter-server checkpoint); \
+             recomputed them at its parameters from {} batches of {} training images",
+            args.target.display(),
+            BATCH_NORM_RECOMPUTE_BATCHES,
+            BATCH_NORM_RECOMPUTE_BATCH
+        );
+    }
     let evaluation = evaluate(&model, &splits.test, data.normalization())?;
     if let Some(path) = &args.png {
         stagewise_report::confusion::draw_confusion(

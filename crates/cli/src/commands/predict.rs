@@ -27,6 +27,15 @@ pub struct PredictArgs {
 /// Runs `stagewise predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let params = load_model_params(&args.model)?;
+    if params.meta.batch_norm_missing {
+        anyhow::bail!(
+            "{}: the file holds no BatchNorm statistics (a {} from a parameter-server \
+             checkpoint), so its predictions would be wrong; use the server's \
+             model.safetensors (its --out folder), or `stagewise eval`, which recomputes them",
+            args.model.display(),
+            params.kind
+        );
+    }
     let model = params.to_model(&stagewise_train::inference_device())?;
     let images = read_images(&args.images)?;
     let normalization = stagewise_train::DataConfig::default().normalization();
