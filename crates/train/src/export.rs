@@ -174,6 +174,13 @@ pub struct ModelMeta {
 }
 
 impl ModelMeta {
+    /// Whether the file says what data its run used (a `train` configuration, or an `asgd` or
+    /// `ps serve` run's data); [`crate::inference::eval_data`] falls back to Fashion-MNIST's
+    /// test set otherwise.
+    pub fn records_data(&self) -> bool {
+        self.data.is_some() || self.config.is_some()
+    }
+
     fn entries(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let mut put = |key, value: Option<String>| {

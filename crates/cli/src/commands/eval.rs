@@ -69,6 +69,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let (data, seed) = eval_data(&params.meta, &choice);
+    if !params.meta.records_data() && args.dataset.is_none() {
+        eprintln!(
+            "note: {} does not record its run's data; evaluating on {}; choose other data \
+             with --dataset, --test-subset, --seed",
+            args.target.display(),
+            data.describe()?
+        );
+    }
     let splits = data.load(seed).context("loading the test set")?;
     let (model, recomputed) = model_to_evaluate(&params, &splits.train, &data, seed)?;
     if recomputed {
