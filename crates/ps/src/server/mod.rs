@@ -497,7 +497,8 @@ impl ParamServer {
             });
         }
         let mut st = lock(&self.state);
-        if st.closed {
+        // A finished server answers `Finished` to the end, so that late workers stop.
+        if st.closed && !st.finished() {
             drop(st);
             self.count_refusal(|r| r.shutting_down += 1);
             return Err(PushError::ShuttingDown);

@@ -419,6 +419,10 @@ impl Bulk {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if server.is_shutting_down() {
+                // A finished server still tells late workers so, rather than that it is gone.
+                if server.is_finished() {
+                    break;
+                }
                 return Err(ps_status(PsError::ShuttingDown));
             }
             match server.pull_ready(&pull, &wait) {
