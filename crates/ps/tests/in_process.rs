@@ -527,3 +527,29 @@ fn a_schedule_free_server_evaluates_its_average_and_serves_its_training_point() 
         assert_eq!(pull(&s, 0).1, y, "{kind}: workers pull the training point");
     }
 }
+
+#[test]
+fn a_closing_server_refuses_pushes_unless_it_has_finished_then_it_says_finished() {
+    let mut config = sgd_config(0.1, PolicyConfig::Asgd);
+    config.max_updates = Some(2);
+    // Not finished: a push to a closing server is refused (its checkpoint is being written).
+    let s = server(&config, vec![0.0; 3]);
+    let (v, _) = pull(&s, 0);
+    push(&s, 0, v, &[0.1, 0.1, 0.1]).unwrap();
+    s.close();
+    assert!(matches!(
+        push(&s, 0, 1, &[0.1, 0.1, 0.1]),
+        Err(PushError::ShuttingDown)
+    ));
+    // Finished: a late worker is told so, and stops instead of reconnecting.
+    let s = server(&config, vec![0.0; 3]);
+    for _ in 0..2 {
+        let (v, _) = pull(&s, 0);
+        push(&s, 0, v, &[0.1, 0.1, 0.1]).unwrap();
+    }
+    assert!(s.is_finished());
+    s.close();
+    let late = push(&s, 1, 2, &[0.1, 0.1, 0.1]).unwrap();
+    assert!(matches!(late, PushOutcome::Finished { .. }), "{late:?}");
+    assert_eq!(s.version(), 2, "nothing applied after the budget");
+}
