@@ -29,6 +29,22 @@ impl DatasetKind {
     }
 }
 
+impl stagewise_core::choice::Choice for DatasetKind {
+    const WHAT: &'static str = "dataset";
+    const ALL: &'static [Self] = &DatasetKind::ALL;
+
+    fn name(self) -> &'static str {
+        DatasetKind::name(self)
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "Fashion-MNIST, found on disk or downloaded (checksummed)",
+            Self::Synthetic => "a generated, learnable 10-class dataset: fully offline",
+        }
+    }
+}
+
 impl std::str::FromStr for DatasetKind {
     type Err = String;
 

@@ -12,7 +12,7 @@ use stagewise_train::inference::{
 use stagewise_train::trainer::BATCH_NORM_RECOMPUTE_BATCHES;
 use std::path::PathBuf;
 
-use super::options::parse_dataset;
+use super::options::choice;
 
 /// Options of `stagewise eval`.
 #[derive(Args, Debug)]
@@ -24,7 +24,7 @@ pub struct EvalArgs {
 
     /// Dataset to evaluate on: fashion-mnist or synthetic (default: the run's own, when the
     /// file records it, else fashion-mnist).
-    #[arg(long, value_parser = parse_dataset)]
+    #[arg(long, value_parser = choice::<DatasetKind>())]
     dataset: Option<DatasetKind>,
 
     /// Fashion-MNIST folder (default: the run's own data, else the usual search:

@@ -13,7 +13,7 @@ use stagewise_core::theory::{divergence_threshold, staleness_stability_limit};
 use stagewise_train::spectrum::{estimate_spectrum, resolve_source, Curvature, SpectrumConfig};
 use stagewise_train::DatasetKind;
 
-use super::options::{choice, parse_dataset, with_default};
+use super::options::{choice, with_default};
 
 /// Options of the spectrum estimator (with `--estimate-from-model` or `plan spectrum`).
 #[derive(Args, Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct EstimatorOpts {
 
     /// Dataset when the model is not a run folder: fashion-mnist or synthetic
     /// [default: the run's, else fashion-mnist].
-    #[arg(long, value_parser = parse_dataset)]
+    #[arg(long, value_parser = choice::<DatasetKind>())]
     pub spectrum_dataset: Option<DatasetKind>,
 
     /// Fashion-MNIST folder (otherwise $STAGEWISE_DATA, ./data/fashion-mnist,

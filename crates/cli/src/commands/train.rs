@@ -1,6 +1,6 @@
 //! `stagewise train`: train a model on real data with a multistage plan.
 
-use super::options::{merge_with_file, optimizer_help, with_default, DataArgs, PlanArgs};
+use super::options::{choice, merge_with_file, optimizer_help, with_default, DataArgs, PlanArgs};
 use super::signals::StopSignals;
 use anyhow::bail;
 use clap::Args;
@@ -48,11 +48,11 @@ pub struct TrainArgs {
     #[serde(skip)]
     overwrite: bool,
 
-    #[arg(long, help = with_default("Model: mlp, cnn or resnet", TrainConfig::default().model))]
+    #[arg(long, value_parser = choice::<ModelKind>(), help = with_default("Model", TrainConfig::default().model))]
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<ModelKind>,
 
-    #[arg(long, help = optimizer_help("Optimizer driven by the plan"))]
+    #[arg(long, value_parser = choice::<OptimizerKind>(), help = optimizer_help("Optimizer driven by the plan"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     optimizer: Option<OptimizerKind>,
 

@@ -87,6 +87,31 @@ impl OptimizerKind {
     }
 }
 
+impl crate::choice::Choice for OptimizerKind {
+    const WHAT: &'static str = "optimizer";
+    const ALL: &'static [Self] = &OptimizerKind::ALL;
+
+    fn name(self) -> &'static str {
+        OptimizerKind::name(self)
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Qhm => "quasi-hyperbolic momentum (qhoptim), lr read as normalized α, β, ν",
+            Self::Sgd => "PyTorch SGD with momentum (unnormalized lr)",
+            Self::Nesterov => "PyTorch SGD with Nesterov momentum (unnormalized lr)",
+            Self::Adam => "PyTorch Adam (coupled weight decay), momentum read as β₁",
+            Self::AdamW => "PyTorch AdamW (decoupled weight decay), momentum read as β₁",
+            Self::RmsProp => "PyTorch RMSprop, with momentum",
+            Self::QhAdam => "qhoptim QHAdam, momentum and ν read as β₁ and ν₁",
+            Self::SgdScheduleFree => {
+                "schedule-free SGD (Defazio et al. 2024): trains at y, evaluates the average x"
+            }
+            Self::AdamWScheduleFree => "schedule-free AdamW (Defazio et al. 2024)",
+        }
+    }
+}
+
 impl std::fmt::Display for OptimizerKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -107,5 +132,25 @@ impl std::str::FromStr for OptimizerKind {
                     names.join(", ")
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::choice::Choice;
+
+    #[test]
+    fn every_kind_parses_by_its_choice_name_and_has_help() {
+        for &kind in <OptimizerKind as Choice>::ALL {
+            assert_eq!(OptimizerKind::parse_choice(kind.name()), Ok(kind));
+            assert_eq!(kind.name().parse::<OptimizerKind>().unwrap(), kind);
+            assert!(!Choice::help(kind).is_empty());
+        }
+        let err = OptimizerKind::parse_choice("adagrad").unwrap_err();
+        assert!(
+            err.contains("unknown optimizer 'adagrad'") && err.contains("qhm, sgd"),
+            "{err}"
+        );
     }
 }

@@ -100,6 +100,23 @@ impl ModelKind {
     }
 }
 
+impl stagewise_core::choice::Choice for ModelKind {
+    const WHAT: &'static str = "model";
+    const ALL: &'static [Self] = &ModelKind::ALL;
+
+    fn name(self) -> &'static str {
+        ModelKind::name(self)
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "784-512-512-10 perceptron, ReLU",
+            ModelKind::Cnn => "two 5×5 convolutions with max-pooling, then 3136-256-10",
+            ModelKind::ResNet => "ResNet-20 style, 16/32/64 channels, BatchNorm",
+        }
+    }
+}
+
 impl fmt::Display for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

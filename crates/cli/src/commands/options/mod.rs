@@ -52,11 +52,11 @@ pub fn with_default(what: &str, value: impl Display) -> String {
     format!("{what} [default: {value}]")
 }
 
-/// Help of an `--optimizer` option: `what`, the names of every optimizer, and the default.
+/// Help of an `--optimizer` option (its values are listed by [`choice`]): `what`, how the
+/// plan's lr is read, and the default.
 pub fn optimizer_help(what: &str) -> String {
-    let names: Vec<&str> = OptimizerKind::ALL.iter().map(|k| k.name()).collect();
     with_default(
-        &format!("{what}: {}. QHM reads lr as α (normalized); sgd/nesterov as PyTorch's lr; the schedule-free methods train at y and evaluate at their average x", names.join(", ")),
+        &format!("{what}. QHM reads lr as α (normalized); sgd/nesterov as PyTorch's lr; the schedule-free methods train at y and evaluate at their average x"),
         OptimizerKind::default(),
     )
 }
@@ -265,15 +265,11 @@ impl PlanArgs {
     }
 }
 
-pub(crate) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
-    s.parse()
-}
-
 /// The data: which dataset, how much of it, augmentation, and the seed of the run.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct DataArgs {
-    #[arg(long, value_parser = parse_dataset, help = with_default(
-        "Dataset: fashion-mnist or synthetic", DataConfig::default().dataset.name(),
+    #[arg(long, value_parser = choice::<DatasetKind>(), help = with_default(
+        "Dataset", DataConfig::default().dataset.name(),
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetKind>,

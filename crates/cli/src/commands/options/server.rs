@@ -13,16 +13,16 @@ use stagewise_train::asgd::{BatchSizing, StepClock};
 use stagewise_train::model::ModelKind;
 use stagewise_train::{DataConfig, TrainConfig};
 
-use super::{optimizer_help, with_default, DataArgs, PlanArgs};
+use super::{choice, optimizer_help, with_default, DataArgs, PlanArgs};
 
 pub use stagewise_core::theory::MAX_WORKERS;
 
 /// The model, its plan and its data: the same for the server and every worker of a run.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModelArgs {
-    #[arg(long, help = with_default(
-        "Model: mlp, cnn or resnet. BatchNorm statistics (resnet) are not synchronized \
-         through the server: prefer mlp or cnn",
+    #[arg(long, value_parser = choice::<ModelKind>(), help = with_default(
+        "Model. BatchNorm statistics (resnet) are not synchronized through the server: \
+         prefer mlp or cnn",
         TrainConfig::default().model,
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +170,7 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dc_snapshots: Option<usize>,
 
-    #[arg(long, help = optimizer_help(
+    #[arg(long, value_parser = choice::<OptimizerKind>(), help = optimizer_help(
         "Server optimizer driven by the plan, with the plan's weight decay"
     ))]
     #[serde(skip_serializing_if = "Option::is_none")]
