@@ -243,6 +243,16 @@ impl BestModel {
 
 const VALIDATION: &str = "validation";
 
+/// The split a run's best model is chosen on ([`BestModel::chosen_on`]): `validation` when the
+/// run holds one out, `test` otherwise.
+pub fn chosen_on(has_validation: bool) -> &'static str {
+    if has_validation {
+        VALIDATION
+    } else {
+        "test"
+    }
+}
+
 /// The best of `evals`, the one a run keeps as `best.safetensors`: on validation accuracy
 /// when the rows have it, on test accuracy otherwise (the first of equals, as `summary.json`'s
 /// `best_val_eval` and `best_eval`).
@@ -256,17 +266,17 @@ const VALIDATION: &str = "validation";
 /// assert_eq!((best.update, best.chosen_on.as_str()), (2, "validation"));
 /// ```
 pub fn best_model(evals: &[EvalRow]) -> Option<(BestModel, &EvalRow)> {
-    let (row, chosen_on, accuracy) = match EvalRow::best_val(evals) {
-        Some(row) => (row, VALIDATION, row.val_accuracy),
+    let (row, has_validation, accuracy) = match EvalRow::best_val(evals) {
+        Some(row) => (row, true, row.val_accuracy),
         None => {
             let row = EvalRow::best(evals)?;
-            (row, "test", row.accuracy)
+            (row, false, row.accuracy)
         }
     };
     Some((
         BestModel {
             file: BEST_FILE.into(),
-            chosen_on: chosen_on.into(),
+            chosen_on: chosen_on(has_validation).into(),
             update: row.update,
             epoch: row.epoch,
             accuracy,

@@ -602,7 +602,7 @@ impl Evaluator for ModelEvaluator {
                     test_accuracy: Some(accuracy),
                     val_accuracy,
                     chosen_on: is_best
-                        .then(|| if val.is_some() { "validation" } else { "test" }.to_string()),
+                        .then(|| stagewise_core::record::chosen_on(val.is_some()).to_string()),
                     ..export.meta.clone()
                 },
             );

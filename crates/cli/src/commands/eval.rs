@@ -22,8 +22,8 @@ pub struct EvalArgs {
     #[arg(value_name = "RUN_DIR|MODEL")]
     target: PathBuf,
 
-    /// Dataset to evaluate on: fashion-mnist or synthetic (default: the run's own, when the
-    /// file records it, else fashion-mnist).
+    /// Dataset to evaluate on (default: the run's own, when the file records it, else
+    /// fashion-mnist).
     #[arg(long, value_parser = choice::<DatasetKind>())]
     dataset: Option<DatasetKind>,
 
