@@ -238,6 +238,15 @@ fn flags_that_would_change_a_resumed_run_or_a_plan_file_are_refused_by_name() {
         &run,
         &["--model", "mlp", "--seed", "3", "--train-subset", "600"],
     ));
+    // So is the run's own command repeated with --resume: its recipe options build the saved
+    // plan. One option more, even at a value that changes nothing visible, is another plan.
+    let again = stopped_run(dir.path(), "again", &[]);
+    ok(&resume(&again, &tiny()[1..]));
+    let again = stopped_run(dir.path(), "again-lr", &[]);
+    let mut other = tiny()[1..].to_vec();
+    other.extend(["--lr", "0.25"]);
+    let e = refused(&resume(&again, &other));
+    assert!(e.contains("--lr") && e.contains("saved"), "{e}");
 
     let plan = dir.path().join("plan.toml");
     std::fs::write(

@@ -26,7 +26,8 @@ pub struct TrainArgs {
     #[serde(skip)]
     config: Option<PathBuf>,
 
-    /// Continue the run in DIR from its last checkpoint, with the configuration saved there.
+    /// Continue the run in DIR from its last checkpoint, with the configuration saved there
+    /// (other options are accepted only when they say the same: the run's own command works).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
     resume: Option<PathBuf>,
@@ -115,7 +116,8 @@ impl TrainArgs {
 
 impl TrainArgs {
     /// Refuses options that would change the run being resumed (saved as `saved`): a resumed
-    /// run keeps its configuration, so an option is accepted only when it says the same.
+    /// run keeps its configuration, so an option is accepted only when it says the same (for
+    /// recipe options: when they build the saved plan).
     fn check_resume_options(&self, saved: &TrainConfig) -> anyhow::Result<()> {
         fn differs<T: PartialEq + std::fmt::Debug>(
             flag: &str,
@@ -165,10 +167,16 @@ impl TrainArgs {
                  resumed run keeps its saved plan"
             );
         }
-        if let Some(flag) = self.plan.recipe.given().first() {
+        // Recipe options are accepted when they build the saved plan again (the run's own
+        // command repeated with --resume); a saved plan does not record the options that built
+        // it, so the options left out take their defaults.
+        let given = self.plan.recipe.given();
+        if !given.is_empty() && self.plan.plan.is_none() && self.plan.build()? != saved.plan {
             bail!(
-                "{flag} cannot be given with --resume: the run keeps the plan saved in its \
-                 checkpoint (to train longer or differently, start a new run with --out)"
+                "{} with --resume build another plan than the one saved in the run being \
+                 resumed, which keeps its plan: give the run's own recipe options, or none (to \
+                 train longer or differently, start a new run with --out)",
+                given.join(", ")
             );
         }
         Ok(())
